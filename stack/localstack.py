@@ -1,0 +1,456 @@
+"""Start, stop and inspect the local development stack: Apache Kafka (KRaft) and FerretDB.
+
+There is no Docker on the development and CI machines, so the project brings its own servers:
+
+* Apache Kafka 4.1.1, a single KRaft node (broker + controller). The jars come from Maven Central
+  through ``stack/kafka/pom.xml``; we run ``kafka.Kafka`` on a classpath of those jars.
+* FerretDB 1.24.2 with its SQLite backend: a MongoDB wire-protocol server, built from the Go
+  module proxy. The module zip lacks ``build/version/version.txt`` (FerretDB issue 2982), so we
+  copy the module source, write that file and build ``./cmd/ferretdb`` ourselves.
+
+Built artefacts (the Kafka classpath, the FerretDB binary) are cached per version under
+``$XDG_CACHE_HOME/walkthroughs-stack`` so that a fresh clone starts in seconds once the machine has
+built them once. Data, logs and pid files live under ``.stack/`` in the repository (ignored by git).
+
+Usage: ``python stack/localstack.py up|down|status``. ``up`` is idempotent and returns only when
+both servers really answer (a Kafka produce/consume round trip and a MongoDB ``ping``), or fails
+with the tail of the server's log. ``down`` stops exactly the processes that ``up`` started.
+
+Settings (environment): ``STACK_DIR`` (.stack), ``STACK_KAFKA_PORT`` (9092),
+``STACK_KAFKA_CONTROLLER_PORT`` (9093), ``STACK_MONGO_PORT`` (27017), ``STACK_START_TIMEOUT_S``
+(120).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+FERRETDB_VERSION = "v1.24.2"
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_DIR = Path(os.environ.get("STACK_DIR", REPO / ".stack")).resolve()
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "walkthroughs-stack"
+KAFKA_PORT = int(os.environ.get("STACK_KAFKA_PORT", "9092"))
+KAFKA_CONTROLLER_PORT = int(os.environ.get("STACK_KAFKA_CONTROLLER_PORT", "9093"))
+MONGO_PORT = int(os.environ.get("STACK_MONGO_PORT", "27017"))
+START_TIMEOUT_S = float(os.environ.get("STACK_START_TIMEOUT_S", "120"))
+HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A server could not be built, started or stopped; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server process of the stack: where its pid file and log live, how to tell it is ours."""
+
+    name: str
+    port: int
+    cmdline_marker: str  # a string found in /proc/PID/cmdline of our process, guards pid reuse
+
+    @property
+    def pid_file(self) -> Path:
+        return STACK_DIR / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return STACK_DIR / "logs" / f"{self.name}.log"
+
+    def running_pid(self) -> int | None:
+        """Return the pid from our pid file if that process is alive and is really ours."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return None
+        return pid if self.cmdline_marker in cmdline else None
+
+
+KAFKA = Server("kafka", KAFKA_PORT, "kafka.Kafka")
+FERRETDB = Server("ferretdb", MONGO_PORT, "ferretdb")
+
+
+def log(msg: str) -> None:
+    print(f"[localstack] {msg}", flush=True)
+
+
+def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    """Run a build command; on failure raise with its output so the caller sees why."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr)[-4000:]
+        raise StackError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building (cached per version)
+# ---------------------------------------------------------------------------------------------
+
+
+def kafka_libs() -> Path:
+    """Return the folder of broker jars, resolving it through Maven on first use."""
+    libs = CACHE_DIR / f"kafka-{KAFKA_VERSION}" / "libs"
+    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise StackError("Kafka needs `java` (17+) and `mvn` on PATH to fetch its jars")
+    log(f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central (first run only)")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=libs.parent, prefix="libs-"))
+    pom = REPO / "stack" / "kafka" / "pom.xml"
+    run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            f"-Dkafka.version={KAFKA_VERSION}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ]
+    )
+    tmp.rename(libs)
+    return libs
+
+
+def ferretdb_binary() -> Path:
+    """Return the FerretDB binary, building it from the Go module proxy on first use."""
+    binary = CACHE_DIR / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb"
+    if binary.is_file():
+        return binary
+    if shutil.which("go") is None:
+        raise StackError("FerretDB is built from source: `go` (1.24+) must be on PATH")
+    log(f"building FerretDB {FERRETDB_VERSION} from the Go module proxy (first run: minutes)")
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise StackError(f"go mod download failed:\n{out.stdout}{out.stderr}")
+    module_dir = Path(json.loads(out.stdout)["Dir"])
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=binary.parent) as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(module_dir, src)
+        for path in [src, *src.rglob("*")]:  # the module cache is read-only
+            path.chmod(path.stat().st_mode | 0o200)
+        # The file the module zip lacks (upstream issue 2982); its absence panics at start-up.
+        (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
+        built = Path(tmp) / "ferretdb"
+        run(
+            ["go", "build", "-buildvcs=false", "-trimpath", "-o", str(built), "./cmd/ferretdb"],
+            cwd=src,
+            env=env,
+        )
+        built.rename(binary)
+    return binary
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting
+# ---------------------------------------------------------------------------------------------
+
+
+def port_open(port: int) -> bool:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def spawn(server: Server, cmd: list[str], *, cwd: Path) -> int:
+    """Start a server in its own session (so `down` can signal its whole group), log to file."""
+    if port_open(server.port):
+        raise StackError(
+            f"{server.name}: port {server.port} is already in use by a process this stack did not "
+            f"start; stop it or choose another port (see stack/localstack.py settings)"
+        )
+    server.log_file.parent.mkdir(parents=True, exist_ok=True)
+    server.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with server.log_file.open("ab") as logf:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server.pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def log_tail(server: Server, lines: int = 40) -> str:
+    try:
+        text = server.log_file.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def kafka_properties(data_dir: Path) -> str:
+    return f"""\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{HOST}:{KAFKA_CONTROLLER_PORT}
+listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://{HOST}:{KAFKA_PORT}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data_dir}
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.cleaner.dedupe.buffer.size=16777216
+log.retention.hours=-1
+"""
+
+
+def start_kafka() -> None:
+    libs = kafka_libs()
+    home = STACK_DIR / "kafka"
+    data = home / "data"
+    props = home / "server.properties"
+    home.mkdir(parents=True, exist_ok=True)
+    props.write_text(kafka_properties(data))
+    java = [
+        "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={REPO / 'stack' / 'kafka' / 'log4j2.xml'}",
+        "-cp",
+        f"{libs}/*",
+    ]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        log(f"formatting Kafka storage in {data}")
+        run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)])
+    pid = spawn(KAFKA, [*java, "kafka.Kafka", str(props)], cwd=home)
+    log(f"kafka started (pid {pid}), waiting for it to answer on {HOST}:{KAFKA_PORT}")
+
+
+def start_ferretdb() -> None:
+    binary = ferretdb_binary()
+    home = STACK_DIR / "ferretdb"
+    data = home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    pid = spawn(
+        FERRETDB,
+        [
+            str(binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data}/",
+            f"--listen-addr={HOST}:{MONGO_PORT}",
+            "--state-dir=-",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ],
+        cwd=home,
+    )
+    log(f"ferretdb started (pid {pid}), waiting for it to answer on {HOST}:{MONGO_PORT}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Readiness: the servers must really work, not just listen
+# ---------------------------------------------------------------------------------------------
+
+
+def kafka_answers() -> None:
+    """Produce one record to a scratch topic and consume it back, or raise."""
+    from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bootstrap = f"{HOST}:{KAFKA_PORT}"
+    topic = "_localstack_ready"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=1, replication_factor=1)],
+        operation_timeout=10,
+        request_timeout=10,
+    )
+    try:
+        futures[topic].result(timeout=15)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+    token = uuid.uuid4().hex.encode()
+    delivered: list[Message] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10000})
+    producer.produce(topic, value=token, on_delivery=lambda err, msg: delivered.append(msg))
+    if producer.flush(15) != 0 or not delivered or delivered[0].error() is not None:
+        raise StackError("kafka: produce not acknowledged")
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "localstack-ready",
+            "enable.auto.commit": False,
+        }
+    )
+    try:  # assign, not subscribe: no group rebalance, straight to the offset just written
+        consumer.assign([TopicPartition(topic, 0, delivered[0].offset())])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None and msg.value() == token:
+                return
+        raise StackError("kafka: produced record was not consumed back")
+    finally:
+        consumer.close()
+
+
+def ferretdb_answers() -> None:
+    """Ping the MongoDB-wire server and round-trip one document, or raise."""
+    import pymongo
+
+    client: pymongo.MongoClient = pymongo.MongoClient(
+        f"mongodb://{HOST}:{MONGO_PORT}", serverSelectionTimeoutMS=2000
+    )
+    try:
+        client.admin.command("ping")
+        coll = client["localstack"]["ready"]
+        coll.replace_one({"_id": "ready"}, {"_id": "ready", "at": time.time()}, upsert=True)
+        if coll.find_one({"_id": "ready"}) is None:
+            raise StackError("ferretdb: written document not found")
+    finally:
+        client.close()
+
+
+CHECKS = {KAFKA.name: kafka_answers, FERRETDB.name: ferretdb_answers}
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.running_pid() is None:
+            raise StackError(f"{server.name} exited during start-up; log tail:\n{log_tail(server)}")
+        if port_open(server.port):
+            try:
+                CHECKS[server.name]()
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+                last_error = exc
+        time.sleep(0.5)
+    raise StackError(
+        f"{server.name} did not answer within {START_TIMEOUT_S:.0f}s "
+        f"(last error: {last_error}); log tail:\n{log_tail(server)}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+def up() -> None:
+    started = time.monotonic()
+    starters = {KAFKA.name: start_kafka, FERRETDB.name: start_ferretdb}
+    for server in (KAFKA, FERRETDB):
+        if server.running_pid() is None:
+            starters[server.name]()
+        else:
+            log(f"{server.name} already running (pid {server.running_pid()})")
+    for server in (KAFKA, FERRETDB):
+        wait_ready(server)
+        log(f"{server.name} answers on {HOST}:{server.port}")
+    log(f"stack up in {time.monotonic() - started:.1f}s")
+
+
+def stop(server: Server, timeout_s: float = 30) -> None:
+    pid = server.running_pid()
+    if pid is None:
+        server.pid_file.unlink(missing_ok=True)
+        log(f"{server.name} not running")
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.running_pid() is not None:
+        time.sleep(0.2)
+    if server.running_pid() is not None:
+        log(f"{server.name} ignored SIGTERM for {timeout_s:.0f}s, killing it")
+        os.killpg(pid, signal.SIGKILL)
+        while server.running_pid() is not None:
+            time.sleep(0.1)
+    server.pid_file.unlink(missing_ok=True)
+    log(f"{server.name} stopped (pid {pid})")
+
+
+def down() -> None:
+    for server in (FERRETDB, KAFKA):
+        stop(server)
+
+
+def status() -> int:
+    """Print what runs; exit 0 only if both servers run and listen."""
+    healthy = True
+    for server in (KAFKA, FERRETDB):
+        pid = server.running_pid()
+        if pid is None:
+            state, healthy = "stopped", False
+        elif port_open(server.port):
+            state = f"running (pid {pid}), listening on {HOST}:{server.port}"
+        else:
+            state, healthy = f"running (pid {pid}) but not listening on {server.port}", False
+        log(f"{server.name}: {state}; log {server.log_file}")
+    return 0 if healthy else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up()
+        elif args.command == "down":
+            down()
+        elif args.command == "build":
+            log(f"kafka jars: {kafka_libs()}")
+            log(f"ferretdb binary: {ferretdb_binary()}")
+        else:
+            return status()
+    except StackError as exc:
+        print(f"[localstack] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

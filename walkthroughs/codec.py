@@ -1,0 +1,225 @@
+"""Bytes <-> domain records: decode and validate the wire schema, encode walkthroughs.
+
+Pure: no I/O. Every rejection raises ``DecodeError`` with a ``Reason`` (the metric label) and a
+detail that names the field and the offending value, so the dead-letter ``error`` header reads
+e.g. ``missing field customer_id`` or ``invalid timezone 'Mars/Olympus'``.
+
+Validity (the contract): a message needs ``message_id``, ``business_id``, ``customer_id`` and
+``sent_at``; a walk-in needs ``walkin_id``, ``business_id``, ``customer_id`` and ``started_at``.
+Every timestamp present, required or optional, must lie in years 2000-2100 (UTC) with nanos in
+``[0, 1e9)``; a channel must be a number of the enum; a timezone must be a known IANA name or
+empty (UTC). Unknown fields are ignored (forward compatibility with newer producers).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
+from walkthroughs.errors import DecodeError
+from walkthroughs.schema import (
+    CHANNEL_NUMBERS,
+    MessageEvent,
+    Reason,
+    WalkInEvent,
+    Walkthrough,
+)
+
+NS_PER_S = 1_000_000_000
+# Valid timestamps lie in years 2000 through 2100, UTC: [2000-01-01T00:00Z, 2101-01-01T00:00Z).
+MIN_TIMESTAMP_NS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
+END_TIMESTAMP_NS = int(datetime(2101, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
+_SHOWN_CHARS = 80  # offending values are quoted in error headers, cut to this length
+
+_M = TypeVar("_M", pb.ZenreachMessage, pb.WalkIn, pb.Walkthrough)
+
+
+def decode_message(value: bytes | None) -> MessageEvent:
+    """Decode and validate a ``ZenreachMessage``.
+
+    Args:
+        value: the Kafka record value (``None`` for a tombstone).
+
+    Returns:
+        The message as a compact record.
+
+    Raises:
+        DecodeError: the record is bad; its reason says why.
+    """
+    msg = _parse(pb.ZenreachMessage, value)
+    _require(msg.message_id, "message_id")
+    _require(msg.business_id, "business_id")
+    _require(msg.customer_id, "customer_id")
+    sent_at_ns = _required_timestamp_ns(msg, "sent_at")
+    if msg.channel not in CHANNEL_NUMBERS:
+        raise DecodeError(Reason.INVALID_CHANNEL, str(msg.channel))
+    return MessageEvent(
+        msg.message_id, msg.business_id, msg.customer_id, sent_at_ns, msg.channel, msg.campaign_id
+    )
+
+
+def decode_walkin(value: bytes | None) -> WalkInEvent:
+    """Decode and validate a ``WalkIn``; compute its local date from its timezone.
+
+    Args:
+        value: the Kafka record value (``None`` for a tombstone).
+
+    Returns:
+        The walk-in as a compact record.
+
+    Raises:
+        DecodeError: the record is bad; its reason says why.
+    """
+    msg = _parse(pb.WalkIn, value)
+    _require(msg.walkin_id, "walkin_id")
+    _require(msg.business_id, "business_id")
+    _require(msg.customer_id, "customer_id")
+    started_at_ns = _required_timestamp_ns(msg, "started_at")
+    if msg.HasField("ended_at"):
+        _timestamp_ns(msg.ended_at, "ended_at")
+    date = local_date(started_at_ns, msg.timezone)
+    return WalkInEvent(
+        msg.walkin_id, msg.business_id, msg.customer_id, msg.location_id, started_at_ns, date
+    )
+
+
+def encode_walkthrough(w: Walkthrough) -> bytes:
+    """Serialize a walkthrough to the wire schema (the output topic's value)."""
+    return pb.Walkthrough(
+        walkin_id=w.walkin_id,
+        business_id=w.business_id,
+        customer_id=w.customer_id,
+        location_id=w.location_id,
+        walkin_at=_timestamp(w.walkin_at_ns),
+        message_id=w.message_id,
+        channel=w.channel,  # type: ignore[arg-type]  # an int of the enum, as the wire wants
+        campaign_id=w.campaign_id,
+        message_sent_at=_timestamp(w.message_sent_at_ns),
+        local_date=w.local_date,
+    ).SerializeToString(deterministic=True)
+
+
+def decode_walkthrough(value: bytes) -> Walkthrough:
+    """Parse an output-topic value back into a record (for tools and tests; no validation)."""
+    w = _parse(pb.Walkthrough, value)
+    return Walkthrough(
+        w.walkin_id,
+        w.business_id,
+        w.customer_id,
+        w.location_id,
+        _ns(w.walkin_at),
+        w.message_id,
+        w.channel,
+        w.campaign_id,
+        _ns(w.message_sent_at),
+        w.local_date,
+    )
+
+
+def encode_message(m: MessageEvent) -> bytes:
+    """Serialize a message to the wire schema (for the traffic generator and tests)."""
+    return pb.ZenreachMessage(
+        message_id=m.message_id,
+        business_id=m.business_id,
+        customer_id=m.customer_id,
+        channel=m.channel,  # type: ignore[arg-type]
+        sent_at=_timestamp(m.sent_at_ns),
+        campaign_id=m.campaign_id,
+    ).SerializeToString(deterministic=True)
+
+
+def encode_walkin(w: WalkInEvent, *, timezone: str = "", ended_at_ns: int | None = None) -> bytes:
+    """Serialize a walk-in to the wire schema (for the traffic generator and tests).
+
+    ``WalkInEvent`` keeps the local date, not the zone it came from, so the zone is an argument.
+    """
+    msg = pb.WalkIn(
+        walkin_id=w.walkin_id,
+        business_id=w.business_id,
+        customer_id=w.customer_id,
+        location_id=w.location_id,
+        started_at=_timestamp(w.started_at_ns),
+        timezone=timezone,
+    )
+    if ended_at_ns is not None:
+        msg.ended_at.CopyFrom(_timestamp(ended_at_ns))
+    return msg.SerializeToString(deterministic=True)
+
+
+def local_date(at_ns: int, timezone: str) -> str:
+    """Return ``YYYY-MM-DD`` of an instant in an IANA zone ("" is UTC).
+
+    Raises:
+        DecodeError: the zone is unknown.
+    """
+    return datetime.fromtimestamp(at_ns // NS_PER_S, zone(timezone)).date().isoformat()
+
+
+@lru_cache(maxsize=4096)
+def zone(name: str) -> tzinfo:
+    """Resolve an IANA zone name once ("" is UTC); unknown names raise ``DecodeError``."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # ValueError: malformed keys (absolute paths, "..", NUL); OSError: a folder ("America").
+        raise DecodeError(Reason.INVALID_TIMEZONE, _show(name)) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse(cls: type[_M], value: bytes | None) -> _M:
+    if value is None:
+        raise DecodeError(Reason.UNDECODABLE, "record has no value (tombstone)")
+    try:
+        return cls.FromString(value)
+    except ProtobufDecodeError as exc:
+        cause = str(exc).rsplit(": ", 1)[-1]  # "Error parsing message with type X: <cause>"
+        detail = f"{cls.DESCRIPTOR.name}: {cause}"
+        raise DecodeError(Reason.UNDECODABLE, detail) from exc
+
+
+def _require(value: str, field: str) -> None:
+    if not value:
+        raise DecodeError(Reason.MISSING_FIELD, field)
+
+
+def _required_timestamp_ns(msg: pb.ZenreachMessage | pb.WalkIn, field: str) -> int:
+    if not msg.HasField(field):
+        raise DecodeError(Reason.MISSING_FIELD, field)
+    ts: Timestamp = getattr(msg, field)
+    return _timestamp_ns(ts, field)
+
+
+def _timestamp_ns(ts: Timestamp, field: str) -> int:
+    nanos = ts.nanos
+    if not 0 <= nanos < NS_PER_S:
+        detail = f"{field}: nanos {nanos} outside [0, 999999999]"
+        raise DecodeError(Reason.INVALID_TIMESTAMP, detail)
+    at_ns = ts.seconds * NS_PER_S + nanos
+    if not MIN_TIMESTAMP_NS <= at_ns < END_TIMESTAMP_NS:
+        detail = f"{field}: {ts.seconds}s since epoch is outside years 2000-2100"
+        raise DecodeError(Reason.INVALID_TIMESTAMP, detail)
+    return at_ns
+
+
+def _timestamp(at_ns: int) -> Timestamp:
+    seconds, nanos = divmod(at_ns, NS_PER_S)
+    return Timestamp(seconds=seconds, nanos=nanos)
+
+
+def _ns(ts: Timestamp) -> int:
+    return ts.seconds * NS_PER_S + ts.nanos
+
+
+def _show(value: str) -> str:
+    shown = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+    return repr(shown)

@@ -1,0 +1,298 @@
+"""Settings from the ``WALKTHROUGHS_*`` environment: the only place the environment is read.
+
+Every variable of the contract has its default here. ``Settings.from_env`` validates everything
+at start-up and raises ``ConfigError`` naming the variable and the accepted form, so a bad deploy
+fails before it reads a single record. Unknown ``WALKTHROUGHS_*`` names are an error too: a typo
+in a setting must not silently fall back to a default.
+
+Extra Kafka client settings (SASL/TLS, timeouts...) pass through as
+``WALKTHROUGHS_KAFKA_<PROPERTY>``: the property is the librdkafka name upper-cased, with
+``.`` written ``_`` (and a literal ``_`` written ``__``):
+``WALKTHROUGHS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol`` and
+``WALKTHROUGHS_KAFKA_SASL_PASSWORD`` sets ``sasl.password``. They go to every Kafka client of the
+service (consumers, producers, admin).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+from walkthroughs.errors import ConfigError
+
+PREFIX = "WALKTHROUGHS_"
+KAFKA_PREFIX = PREFIX + "KAFKA_"
+
+_DURATION_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+_DURATION_FORM = "a whole number with a unit (ms, s, m, h, d), e.g. 30s, 5m, 24h, 7d or 1h30m"
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_BOOTSTRAP_SERVER = re.compile(r"[^\s,]+:\d{1,5}")
+_MONGO_DB_FORBIDDEN = set('/\\. "$*<>:|?\0')
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+# Property names that the service sets itself; overriding them would break its guarantees.
+_RESERVED_KAFKA_PROPERTIES = {"bootstrap.servers", "group.id", "enable.auto.commit"}
+_SECRET_HINTS = ("password", "secret", "key", "token", "jaas", "credential")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; defaults are the contract's.
+
+    Durations are ``timedelta``. ``kafka_extra`` holds librdkafka properties from
+    ``WALKTHROUGHS_KAFKA_*``: it may carry secrets, so it is left out of ``repr``; log
+    ``describe()`` instead.
+    """
+
+    kafka_bootstrap: str = "localhost:9092"
+    messages_topics: tuple[str, ...] = ("zr-messages", "zr-messages-backfill")
+    walkins_topics: tuple[str, ...] = ("walkins", "walkins-backfill")
+    output_topic: str = "walkthroughs"
+    dlq_topic: str = "walkthroughs-dlq"
+    mongo_uri: str = field(default="mongodb://localhost:27017", repr=False)
+    mongo_db: str = "walkthroughs"
+    attribution_window: timedelta = timedelta(days=7)
+    hold: timedelta = timedelta(seconds=30)
+    allowed_lateness: timedelta = timedelta(hours=24)
+    flush_interval: timedelta = timedelta(seconds=5)
+    stop_at_end: bool = False
+    kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    def __post_init__(self) -> None:
+        """Check the rules that tie settings together (each one alone is checked on parsing)."""
+        _check_positive("WALKTHROUGHS_ATTRIBUTION_WINDOW", self.attribution_window)
+        _check_positive("WALKTHROUGHS_FLUSH_INTERVAL", self.flush_interval)
+        if self.hold > self.allowed_lateness:
+            msg = (
+                f"WALKTHROUGHS_HOLD ({_fmt(self.hold)}) must not exceed "
+                f"WALKTHROUGHS_ALLOWED_LATENESS ({_fmt(self.allowed_lateness)}): a walk-in is "
+                "kept for allowed_lateness after it is read and must be decided before that"
+            )
+            raise ConfigError(msg)
+        shared = set(self.messages_topics) & set(self.walkins_topics)
+        if shared:
+            msg = (
+                "WALKTHROUGHS_MESSAGES_TOPICS and WALKTHROUGHS_WALKINS_TOPICS share "
+                f"{sorted(shared)}: a topic carries one kind of event"
+            )
+            raise ConfigError(msg)
+        inputs = set(self.messages_topics) | set(self.walkins_topics)
+        for name, topic in (
+            ("WALKTHROUGHS_OUTPUT_TOPIC", self.output_topic),
+            ("WALKTHROUGHS_DLQ_TOPIC", self.dlq_topic),
+        ):
+            if topic in inputs:
+                msg = f"{name}={topic!r} is also an input topic: the service would read its output"
+                raise ConfigError(msg)
+        if self.output_topic == self.dlq_topic:
+            msg = "WALKTHROUGHS_OUTPUT_TOPIC and WALKTHROUGHS_DLQ_TOPIC must differ"
+            raise ConfigError(msg)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from an environment mapping (pass ``os.environ``).
+
+        Raises:
+            ConfigError: a variable is unknown or malformed; the message names it.
+        """
+        unknown = sorted(
+            k
+            for k in environ
+            if k.startswith(PREFIX) and k not in _PARSERS and not k.startswith(KAFKA_PREFIX)
+        )
+        if unknown:
+            msg = f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_PARSERS))}"
+            raise ConfigError(msg)
+        values: dict[str, Any] = {}
+        for name, (attr, parse) in _PARSERS.items():
+            if name in environ:
+                values[attr] = parse(name, environ[name])
+        values["kafka_extra"] = MappingProxyType(_kafka_extra(environ))
+        return cls(**values)
+
+    def kafka_config(self) -> dict[str, str]:
+        """Return the librdkafka settings every Kafka client of the service starts from."""
+        return {**self.kafka_extra, "bootstrap.servers": self.kafka_bootstrap}
+
+    def describe(self) -> dict[str, object]:
+        """Return the settings as loggable fields, with secrets redacted."""
+        return {
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "messages_topics": list(self.messages_topics),
+            "walkins_topics": list(self.walkins_topics),
+            "output_topic": self.output_topic,
+            "dlq_topic": self.dlq_topic,
+            "mongo_uri": redact_uri(self.mongo_uri),
+            "mongo_db": self.mongo_db,
+            "attribution_window": _fmt(self.attribution_window),
+            "hold": _fmt(self.hold),
+            "allowed_lateness": _fmt(self.allowed_lateness),
+            "flush_interval": _fmt(self.flush_interval),
+            "stop_at_end": self.stop_at_end,
+            "kafka_extra": {
+                k: ("***" if any(h in k for h in _SECRET_HINTS) else v)
+                for k, v in sorted(self.kafka_extra.items())
+            },
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers: (variable name, raw text) -> value, or ConfigError naming the variable
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_duration(name: str, raw: str) -> timedelta:
+    """Parse ``30s``, ``5m``, ``24h``, ``7d``, ``250ms``, ``1h30m`` or ``0``."""
+    text = raw.strip()
+    if text == "0":
+        return timedelta(0)
+    parts = list(_DURATION_PART.finditer(text))
+    if not text or "".join(p.group(0) for p in parts) != text:
+        msg = f"{name}={raw!r} is not a duration: use {_DURATION_FORM}"
+        raise ConfigError(msg)
+    try:
+        return sum((int(p.group(1)) * _DURATION_UNITS[p.group(2)] for p in parts), timedelta(0))
+    except OverflowError as exc:
+        msg = f"{name}={raw!r} is too large a duration"
+        raise ConfigError(msg) from exc
+
+
+def parse_topics(name: str, raw: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of one or more distinct Kafka topic names."""
+    topics = tuple(t.strip() for t in raw.split(","))
+    if not raw.strip() or any(not _is_topic(t) for t in topics):
+        msg = (
+            f"{name}={raw!r} is not a topic list: use comma-separated names of letters, digits, "
+            "'.', '_' or '-' (at most 249 characters each), e.g. walkins,walkins-backfill"
+        )
+        raise ConfigError(msg)
+    if len(set(topics)) != len(topics):
+        msg = f"{name}={raw!r} names a topic twice"
+        raise ConfigError(msg)
+    return topics
+
+
+def parse_topic(name: str, raw: str) -> str:
+    """Parse a single Kafka topic name."""
+    topic = raw.strip()
+    if not _is_topic(topic):
+        msg = f"{name}={raw!r} is not a topic name: use letters, digits, '.', '_' or '-'"
+        raise ConfigError(msg)
+    return topic
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse 1/0, true/false, yes/no, on/off (any case)."""
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    msg = f"{name}={raw!r} is not a boolean: use 1 or 0 (true/false, yes/no also work)"
+    raise ConfigError(msg)
+
+
+def parse_bootstrap(name: str, raw: str) -> str:
+    """Parse a comma-separated list of ``host:port`` Kafka bootstrap servers."""
+    servers = [s.strip() for s in raw.split(",")]
+    if not raw.strip() or not all(_BOOTSTRAP_SERVER.fullmatch(s) for s in servers):
+        msg = f"{name}={raw!r} is not a server list: use host:port[,host:port...]"
+        raise ConfigError(msg)
+    return ",".join(servers)
+
+
+def parse_mongo_uri(name: str, raw: str) -> str:
+    """Accept a ``mongodb://`` or ``mongodb+srv://`` connection string (quoted redacted)."""
+    uri = raw.strip()
+    if not uri.startswith(("mongodb://", "mongodb+srv://")) or len(uri) <= len("mongodb://"):
+        msg = f"{name}={redact_uri(raw)!r} is not a MongoDB URI: use mongodb://host:port[/...]"
+        raise ConfigError(msg)
+    return uri
+
+
+def parse_mongo_db(name: str, raw: str) -> str:
+    """Accept a MongoDB database name: 1-63 characters, no path, dot, space, quote or wildcard."""
+    db = raw.strip()
+    if not db or len(db) > 63 or _MONGO_DB_FORBIDDEN & set(db):
+        msg = (
+            f"{name}={raw!r} is not a database name: use 1-63 characters without "
+            '/\\. "$*<>:|? (letters only is the most portable)'
+        )
+        raise ConfigError(msg)
+    return db
+
+
+def redact_uri(uri: str) -> str:
+    """Hide the password of a ``scheme://user:password@host`` URI."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", uri)
+
+
+_PARSERS: dict[str, tuple[str, Any]] = {
+    "WALKTHROUGHS_KAFKA_BOOTSTRAP": ("kafka_bootstrap", parse_bootstrap),
+    "WALKTHROUGHS_MESSAGES_TOPICS": ("messages_topics", parse_topics),
+    "WALKTHROUGHS_WALKINS_TOPICS": ("walkins_topics", parse_topics),
+    "WALKTHROUGHS_OUTPUT_TOPIC": ("output_topic", parse_topic),
+    "WALKTHROUGHS_DLQ_TOPIC": ("dlq_topic", parse_topic),
+    "WALKTHROUGHS_MONGO_URI": ("mongo_uri", parse_mongo_uri),
+    "WALKTHROUGHS_MONGO_DB": ("mongo_db", parse_mongo_db),
+    "WALKTHROUGHS_ATTRIBUTION_WINDOW": ("attribution_window", parse_duration),
+    "WALKTHROUGHS_HOLD": ("hold", parse_duration),
+    "WALKTHROUGHS_ALLOWED_LATENESS": ("allowed_lateness", parse_duration),
+    "WALKTHROUGHS_FLUSH_INTERVAL": ("flush_interval", parse_duration),
+    "WALKTHROUGHS_STOP_AT_END": ("stop_at_end", parse_bool),
+}
+
+
+def _kafka_extra(environ: Mapping[str, str]) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(KAFKA_PREFIX) or name in _PARSERS:
+            continue
+        suffix = name[len(KAFKA_PREFIX) :]
+        if not re.fullmatch(r"[A-Z0-9]+(?:_{1,2}[A-Z0-9]+)*", suffix):
+            msg = (
+                f"{name} is not a Kafka client setting: write the librdkafka property in upper "
+                "case with '.' as '_' and '_' as '__', e.g. WALKTHROUGHS_KAFKA_SECURITY_PROTOCOL"
+            )
+            raise ConfigError(msg)
+        prop = "_".join(part.replace("_", ".") for part in suffix.lower().split("__"))
+        if prop in _RESERVED_KAFKA_PROPERTIES:
+            msg = f"{name} sets {prop!r}, which the service manages itself"
+            raise ConfigError(msg)
+        extra[prop] = value
+    return extra
+
+
+def _is_topic(topic: str) -> bool:
+    return bool(_TOPIC.fullmatch(topic)) and topic not in {".", ".."}
+
+
+def _check_positive(name: str, value: timedelta) -> None:
+    if value <= timedelta(0):
+        msg = f"{name} must be greater than zero"
+        raise ConfigError(msg)
+
+
+def _fmt(value: timedelta) -> str:
+    """Format a duration in the form the settings accept (largest units first)."""
+    ms = value // timedelta(milliseconds=1)
+    if ms == 0:
+        return "0"
+    out = []
+    for unit in ("d", "h", "m", "s", "ms"):
+        step = _DURATION_UNITS[unit] // timedelta(milliseconds=1)
+        count, ms = divmod(ms, step)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)

@@ -1,0 +1,77 @@
+"""Domain records and closed sets. No I/O, no protobuf: the attribution logic speaks only this.
+
+Records are ``NamedTuple``s: the most compact Python object with named fields (a tuple, no
+per-instance dict), immutable, and cheap to pickle, which matters because Bytewax pickles items
+between workers and state into snapshots. Times are ``int`` nanoseconds since the Unix epoch,
+UTC: exact (the wire carries nanoseconds), totally ordered, and a fraction of a ``datetime``'s size.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import NamedTuple
+
+
+class Channel(IntEnum):
+    """Marketing channel; values are the wire enum's numbers."""
+
+    CHANNEL_UNSPECIFIED = 0
+    EMAIL = 1
+    SMS = 2
+    FACEBOOK_AD = 3
+    PUSH = 4
+
+
+CHANNEL_NUMBERS = frozenset(int(c) for c in Channel)
+
+
+class Reason(StrEnum):
+    """Why a record went to the dead-letter topic: the first words of its ``error`` header."""
+
+    UNDECODABLE = "undecodable"
+    MISSING_FIELD = "missing field"
+    INVALID_TIMESTAMP = "invalid timestamp"
+    INVALID_CHANNEL = "invalid channel"
+    INVALID_TIMEZONE = "invalid timezone"
+    LATE = "late"
+
+
+class MessageEvent(NamedTuple):
+    """A valid marketing message (wire ``ZenreachMessage``)."""
+
+    message_id: str
+    business_id: str
+    customer_id: str
+    sent_at_ns: int
+    channel: int  # a Channel number, kept as int: IntEnum members pickle far larger
+    campaign_id: str  # "" when absent
+
+
+class WalkInEvent(NamedTuple):
+    """A valid walk-in (wire ``WalkIn``).
+
+    The walk-in's zone only serves to compute ``local_date``, so decode resolves it once and keeps
+    the date; ``ended_at`` is validated on decode but not kept: nothing downstream uses either.
+    """
+
+    walkin_id: str
+    business_id: str
+    customer_id: str
+    location_id: str  # "" when absent
+    started_at_ns: int
+    local_date: str  # YYYY-MM-DD of started_at in the walk-in's timezone
+
+
+class Walkthrough(NamedTuple):
+    """A walk-in attributed to a message: the service's output (wire ``Walkthrough``)."""
+
+    walkin_id: str
+    business_id: str
+    customer_id: str
+    location_id: str
+    walkin_at_ns: int
+    message_id: str
+    channel: int
+    campaign_id: str
+    message_sent_at_ns: int
+    local_date: str  # YYYY-MM-DD of walkin_at in the walk-in's timezone
