@@ -75,3 +75,29 @@ class Walkthrough(NamedTuple):
     campaign_id: str
     message_sent_at_ns: int
     local_date: str  # YYYY-MM-DD of walkin_at in the walk-in's timezone
+
+
+class Origin(NamedTuple):
+    """Where an input record came from: what a dead letter must carry (the original bytes)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Attributed(NamedTuple):
+    """A walkthrough decided by the attribution logic, with what metrics need about it."""
+
+    walkthrough: Walkthrough
+    read_at_ns: int  # processing time the walk-in was read: latency = emit time - this
+    revision: bool  # False for a walk-in's first walkthrough, True when it replaces an earlier one
+
+
+class DeadLetter(NamedTuple):
+    """An input record that goes to the dead-letter topic, and why."""
+
+    origin: Origin
+    reason: Reason
+    error: str  # the ``error`` header: the reason and what exactly was wrong

@@ -1,0 +1,157 @@
+"""Whatever the arrival order, duplication, timing and restarts, the final output is the rule.
+
+For random event sets (few customers, small windows, so boundaries and ties are common), random
+arrival orders with duplicates, random processing times, random timer firings and random
+snapshot/restore round trips, the latest walkthrough per walkin_id equals a brute-force
+application of the rule, as long as retention covers the run (the contract's exactness
+condition). Revisions only ever raise the attribution, and nothing is reported late.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.reference import expected_walkthroughs
+from walkthroughs.attribution import Rules, Shard, shard_of
+from walkthroughs.schema import Attributed, MessageEvent, Origin, WalkInEvent, Walkthrough
+
+UNIT = 1_000_000_000  # event times are whole seconds apart, so boundaries and ties are frequent
+BASE = 1_800_000_000 * UNIT
+ORIGIN = Origin("t", 0, 0, None, b"")
+# Pairs that collide if keys were joined with ":" naively.
+CUSTOMERS = [("a:b", "c"), ("a", "b:c"), ("b1", "c1"), ("b1", "c2")]
+
+customers = st.sampled_from(CUSTOMERS)
+times = st.integers(min_value=0, max_value=40).map(lambda s: BASE + s * UNIT)
+
+
+@st.composite
+def event_sets(draw: st.DrawFn) -> list[MessageEvent | WalkInEvent]:
+    n_messages = draw(st.integers(0, 12))
+    n_walkins = draw(st.integers(0, 8))
+    events: list[MessageEvent | WalkInEvent] = []
+    for i in range(n_messages):
+        b, c = draw(customers)
+        # Ids drawn from a small pool of suffixes so equal sent_at ties are decided by id.
+        mid = draw(st.sampled_from(["m", "n", "mm", "z"])) + str(i)
+        events.append(
+            MessageEvent(
+                mid, b, c, draw(times), draw(st.integers(0, 4)), draw(st.sampled_from(["", "camp"]))
+            )
+        )
+    for i in range(n_walkins):
+        b, c = draw(customers)
+        events.append(
+            WalkInEvent(f"w{i}", b, c, draw(st.sampled_from(["", "l1"])), draw(times), "2027-01-15")
+        )
+    return events
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    events=event_sets(),
+    data=st.data(),
+    window_s=st.integers(1, 15),
+    hold_s=st.integers(0, 5),
+)
+def test_final_output_equals_the_rule(
+    events: list[MessageEvent | WalkInEvent], data: st.DataObject, window_s: int, hold_s: int
+) -> None:
+    rules = Rules(window_ns=window_s * UNIT, hold_ns=hold_s * UNIT, lateness_ns=10**6 * UNIT)
+    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=5)) if events else []
+    arrival = data.draw(st.permutations(events + duplicates))
+    shards: dict[str, Shard] = {}
+    latest: dict[str, Walkthrough] = {}
+    now = 0
+
+    def take(outputs: list[object]) -> None:
+        for out in outputs:
+            assert isinstance(out, Attributed), f"nothing is late within retention: {out}"
+            w = out.walkthrough
+            before = latest.get(w.walkin_id)
+            if before is not None:
+                assert out.revision
+                assert (w.message_sent_at_ns, w.message_id) > (
+                    before.message_sent_at_ns,
+                    before.message_id,
+                ), "revisions only go up"
+            latest[w.walkin_id] = w
+
+    for event in arrival:
+        now += data.draw(st.integers(0, 3)) * UNIT
+        key = shard_of(event.business_id, event.customer_id)
+        if data.draw(st.booleans()):  # a timer fires first
+            for shard in shards.values():
+                take(shard.expire(now, rules))
+        if key in shards and data.draw(st.integers(0, 9)) == 0:  # snapshot + restore
+            shards[key] = pickle.loads(pickle.dumps(shards[key]))
+        take(shards.setdefault(key, Shard()).apply(event, ORIGIN, now, rules))
+    for shard in shards.values():
+        take(shard.decide_all(now, rules))
+
+    assert latest == expected_walkthroughs(events, rules.window_ns)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=event_sets(),
+    window_s=st.integers(1, 15),
+    hold_s=st.integers(0, 5),
+    lateness_s=st.integers(5, 20),
+)
+def test_state_is_discarded_once_retention_has_passed(
+    events: list[MessageEvent | WalkInEvent], window_s: int, hold_s: int, lateness_s: int
+) -> None:
+    rules = Rules(window_ns=window_s * UNIT, hold_ns=hold_s * UNIT, lateness_ns=lateness_s * UNIT)
+    shard = Shard()
+    for i, event in enumerate(events):
+        shard.apply(event, ORIGIN, i * UNIT, rules)
+    horizon = len(events) * UNIT + rules.window_ns + rules.lateness_ns * 2
+    while (deadline := shard.next_deadline_ns()) is not None:
+        assert deadline <= horizon
+        shard.expire(deadline, rules)
+    assert len(shard) == 0
+    assert shard.next_deadline_ns() is None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(events=event_sets(), data=st.data(), window_s=st.integers(1, 15), hold_s=st.integers(0, 5))
+def test_first_decision_is_made_by_read_time_plus_hold(
+    events: list[MessageEvent | WalkInEvent], data: st.DataObject, window_s: int, hold_s: int
+) -> None:
+    """Firing timers exactly when ``next_deadline_ns`` asks, no first decision comes late."""
+    rules = Rules(window_ns=window_s * UNIT, hold_ns=hold_s * UNIT, lateness_ns=10**6 * UNIT)
+    arrival = data.draw(st.permutations(events))
+    read_at = [
+        sum(data.draw(st.lists(st.integers(0, 3), min_size=i + 1, max_size=i + 1))) * UNIT
+        for i in range(len(arrival))
+    ]
+    read_at.sort()
+    shard = Shard()
+    first_emitted: dict[str, int] = {}
+
+    def take(outputs: list[object], at: int) -> None:
+        for out in outputs:
+            assert isinstance(out, Attributed)
+            first_emitted.setdefault(out.walkthrough.walkin_id, at)
+
+    def fire_until(limit: int) -> None:
+        while (deadline := shard.next_deadline_ns()) is not None and deadline <= limit:
+            take(shard.expire(deadline, rules), deadline)
+
+    for event, now in zip(arrival, read_at, strict=True):
+        fire_until(now)
+        take(shard.apply(event, ORIGIN, now, rules), now)
+    fire_until(read_at[-1] + rules.hold_ns if read_at else 0)
+
+    for i, walkin in enumerate(arrival):
+        if not isinstance(walkin, WalkInEvent):
+            continue
+        known = [
+            m for m, t in zip(arrival[:i], read_at, strict=False) if isinstance(m, MessageEvent)
+        ]
+        if expected_walkthroughs([*known, walkin], rules.window_ns):
+            assert first_emitted[walkin.walkin_id] <= read_at[i] + rules.hold_ns
