@@ -13,7 +13,7 @@ empty (UTC). Unknown fields are ignored (forward compatibility with newer produc
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,7 +25,10 @@ from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.errors import DecodeError
 from walkthroughs.schema import (
     CHANNEL_NUMBERS,
+    Channel,
+    DeadLetter,
     MessageEvent,
+    Origin,
     Reason,
     WalkInEvent,
     Walkthrough,
@@ -223,3 +226,51 @@ def _ns(ts: Timestamp) -> int:
 def _show(value: str) -> str:
     shown = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
     return repr(shown)
+
+
+def to_mongo_doc(w: Walkthrough) -> dict[str, object]:
+    """Return the ``walkthroughs`` collection document of a walkthrough.
+
+    Every Walkthrough field under its proto name; times as BSON dates (UTC, truncated to the
+    millisecond); the channel as its enum name. ``message_sent_at_ns`` keeps the exact send time,
+    so that the sink can order revisions of one walk-in by ``(message_sent_at, message_id)``.
+    """
+    return {
+        "_id": w.walkin_id,
+        "walkin_id": w.walkin_id,
+        "business_id": w.business_id,
+        "customer_id": w.customer_id,
+        "location_id": w.location_id,
+        "walkin_at": bson_datetime(w.walkin_at_ns),
+        "message_id": w.message_id,
+        "channel": channel_name(w.channel),
+        "campaign_id": w.campaign_id,
+        "message_sent_at": bson_datetime(w.message_sent_at_ns),
+        "message_sent_at_ns": w.message_sent_at_ns,
+        "local_date": w.local_date,
+    }
+
+
+def bson_datetime(at_ns: int) -> datetime:
+    """Return an aware UTC datetime truncated to the millisecond (BSON date precision)."""
+    return _EPOCH + timedelta(milliseconds=at_ns // 1_000_000)
+
+
+def channel_name(number: int) -> str:
+    """Return the enum name of a channel number."""
+    return Channel(number).name
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def decode_record(
+    origin: Origin, message_topics: frozenset[str]
+) -> tuple[MessageEvent | WalkInEvent, Origin] | DeadLetter:
+    """Decode an input record by its topic's kind; a bad one becomes a dead letter, never raises."""
+    try:
+        if origin.topic in message_topics:
+            return decode_message(origin.value), origin
+        return decode_walkin(origin.value), origin
+    except DecodeError as exc:
+        return DeadLetter(origin, exc.reason, str(exc))

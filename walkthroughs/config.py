@@ -22,6 +22,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
+from walkthroughs.attribution import Rules
 from walkthroughs.errors import ConfigError
 
 PREFIX = "WALKTHROUGHS_"
@@ -67,12 +68,17 @@ class Settings:
     allowed_lateness: timedelta = timedelta(hours=24)
     flush_interval: timedelta = timedelta(seconds=5)
     stop_at_end: bool = False
+    # Beyond the contract: operational limits (see README, "Configuration").
+    startup_timeout: timedelta = timedelta(seconds=30)
+    mongo_enabled: bool = True
+    mongo_retry_limit: timedelta = timedelta(minutes=2)
     kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __post_init__(self) -> None:
         """Check the rules that tie settings together (each one alone is checked on parsing)."""
         _check_positive("WALKTHROUGHS_ATTRIBUTION_WINDOW", self.attribution_window)
         _check_positive("WALKTHROUGHS_FLUSH_INTERVAL", self.flush_interval)
+        _check_positive("WALKTHROUGHS_STARTUP_TIMEOUT", self.startup_timeout)
         if self.hold > self.allowed_lateness:
             msg = (
                 f"WALKTHROUGHS_HOLD ({_fmt(self.hold)}) must not exceed "
@@ -121,6 +127,14 @@ class Settings:
         values["kafka_extra"] = MappingProxyType(_kafka_extra(environ))
         return cls(**values)
 
+    def rules(self) -> Rules:
+        """Return the attribution timing in the units the pure logic uses (ns)."""
+        return Rules(
+            window_ns=_ns(self.attribution_window),
+            hold_ns=_ns(self.hold),
+            lateness_ns=_ns(self.allowed_lateness),
+        )
+
     def kafka_config(self) -> dict[str, str]:
         """Return the librdkafka settings every Kafka client of the service starts from."""
         return {**self.kafka_extra, "bootstrap.servers": self.kafka_bootstrap}
@@ -140,6 +154,9 @@ class Settings:
             "allowed_lateness": _fmt(self.allowed_lateness),
             "flush_interval": _fmt(self.flush_interval),
             "stop_at_end": self.stop_at_end,
+            "startup_timeout": _fmt(self.startup_timeout),
+            "mongo_enabled": self.mongo_enabled,
+            "mongo_retry_limit": _fmt(self.mongo_retry_limit),
             "kafka_extra": {
                 k: ("***" if any(h in k for h in _SECRET_HINTS) else v)
                 for k, v in sorted(self.kafka_extra.items())
@@ -251,6 +268,9 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_ALLOWED_LATENESS": ("allowed_lateness", parse_duration),
     "WALKTHROUGHS_FLUSH_INTERVAL": ("flush_interval", parse_duration),
     "WALKTHROUGHS_STOP_AT_END": ("stop_at_end", parse_bool),
+    "WALKTHROUGHS_STARTUP_TIMEOUT": ("startup_timeout", parse_duration),
+    "WALKTHROUGHS_MONGO_ENABLED": ("mongo_enabled", parse_bool),
+    "WALKTHROUGHS_MONGO_RETRY_LIMIT": ("mongo_retry_limit", parse_duration),
 }
 
 
@@ -282,6 +302,10 @@ def _check_positive(name: str, value: timedelta) -> None:
     if value <= timedelta(0):
         msg = f"{name} must be greater than zero"
         raise ConfigError(msg)
+
+
+def _ns(value: timedelta) -> int:
+    return value // timedelta(microseconds=1) * 1000
 
 
 def _fmt(value: timedelta) -> str:

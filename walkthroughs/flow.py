@@ -1,0 +1,138 @@
+"""The dataflow: Bytewax wiring only. Every decision is made in ``codec`` and ``attribution``.
+
+    read_inputs -> decode -> split_bad_records -> attribute (per shard) -> split_late
+        -> write_walkthroughs (Kafka) + write_mongo (by business)      bad + late -> write_dlq
+
+Step ids are part of the recovery format: never rename a stateful or input step without a
+migration plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeGuard, cast
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+
+from walkthroughs.attribution import Output, Rules, Shard, shard_of
+from walkthroughs.clock import NowGetter
+from walkthroughs.codec import decode_record
+from walkthroughs.schema import (
+    Attributed,
+    DeadLetter,
+    MessageEvent,
+    Origin,
+    WalkInEvent,
+    Walkthrough,
+)
+
+Event = tuple[MessageEvent | WalkInEvent, Origin]
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where results go; tests pass ``bytewax.testing.TestingSink``s."""
+
+    walkthroughs: Sink[Attributed]
+    dead_letters: Sink[DeadLetter]
+    mongo: Sink[tuple[str, Walkthrough]] | None
+
+
+def build_flow(
+    *,
+    source: Source[Origin],
+    sinks: Sinks,
+    message_topics: frozenset[str],
+    rules: Rules,
+    flush_interval_ns: int,
+    now_getter: NowGetter,
+) -> Dataflow:
+    """Assemble the dataflow; every collaborator is injected."""
+
+    def decode(origin: Origin) -> tuple[str, Event] | DeadLetter:
+        decoded = decode_record(origin, message_topics)
+        if isinstance(decoded, DeadLetter):
+            return decoded
+        event = decoded[0]
+        return shard_of(event.business_id, event.customer_id), decoded
+
+    def build_logic(resume: Shard | None) -> AttributeLogic:
+        return AttributeLogic(resume or Shard(), rules, now_getter, flush_interval_ns)
+
+    flow = Dataflow("walkthroughs")
+    raw: Stream[Origin] = op.input("read_inputs", flow, source)
+    decoded = op.map("decode", raw, decode)  # (shard, (event, origin)) | DeadLetter
+    checked = op.branch("split_bad_records", decoded, _is_dead_letter)
+    good = cast(Stream[tuple[str, Event]], checked.falses)
+    results = op.stateful_batch("attribute", good, build_logic)  # (shard, Output)
+    outputs: Stream[Output] = op.map("drop_shard", results, _value)
+    late = op.branch("split_late", outputs, _is_dead_letter)
+    attributed = cast(Stream[Attributed], late.falses)
+    dead: Stream[DeadLetter] = op.merge("merge_dead_letters", checked.trues, late.trues)
+    op.output("write_dlq", dead, sinks.dead_letters)
+    op.output("write_walkthroughs", attributed, sinks.walkthroughs)
+    if sinks.mongo is not None:
+        by_business = op.map("key_by_business", attributed, _by_business)  # (business, Walkthrough)
+        op.output("write_mongo", by_business, sinks.mongo)
+    return flow
+
+
+class AttributeLogic(StatefulBatchLogic[Event, Output, Shard]):
+    """Adapter from Bytewax's stateful callbacks to one ``Shard`` of the pure logic."""
+
+    def __init__(self, shard: Shard, rules: Rules, now: NowGetter, flush_interval_ns: int) -> None:
+        self._shard = shard
+        self._rules = rules
+        self._now = now
+        self._flush_ns = flush_interval_ns
+
+    def on_batch(self, values: list[Event]) -> tuple[list[Output], bool]:
+        """Apply the batch's events, then whatever fell due meanwhile."""
+        now = self._now()
+        out: list[Output] = []
+        for event, origin in values:
+            out += self._shard.apply(event, origin, now, self._rules)
+        out += self._shard.expire(now, self._rules)
+        return out, self._discard()
+
+    def on_notify(self) -> tuple[list[Output], bool]:
+        """Decide and let go of what is due."""
+        return self._shard.expire(self._now(), self._rules), self._discard()
+
+    def on_eof(self) -> tuple[list[Output], bool]:
+        """Make every pending first decision (input ended: bounded mode)."""
+        # End of input happens only in bounded mode: make every remaining first decision.
+        return self._shard.decide_all(self._now(), self._rules), self._discard()
+
+    def notify_at(self) -> datetime | None:
+        """Wake at the next deadline, rounded up to the flush grid so timers fire together."""
+        deadline = self._shard.next_deadline_ns()
+        if deadline is None:
+            return None
+        aligned = -(-deadline // self._flush_ns) * self._flush_ns
+        return datetime.fromtimestamp(aligned / NS, UTC)
+
+    def snapshot(self) -> Shard:
+        """Return the shard; Bytewax pickles it at once, before any further callback."""
+        return self._shard
+
+    def _discard(self) -> bool:
+        return len(self._shard) == 0
+
+
+def _is_dead_letter(item: object) -> TypeGuard[DeadLetter]:
+    return isinstance(item, DeadLetter)
+
+
+def _value(keyed: tuple[str, Output]) -> Output:
+    return keyed[1]
+
+
+def _by_business(item: Attributed) -> tuple[str, Walkthrough]:
+    return item.walkthrough.business_id, item.walkthrough

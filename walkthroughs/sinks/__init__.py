@@ -1,0 +1,1 @@
+"""Output adapters: Kafka (walkthroughs, dead letters) and MongoDB."""

@@ -1,0 +1,1 @@
+"""Input adapters: the Kafka topics of messages and walk-ins."""

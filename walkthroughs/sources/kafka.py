@@ -1,0 +1,206 @@
+"""Kafka input: every partition of the input topics, offsets kept in Bytewax recovery.
+
+Why not Bytewax 0.21's ``KafkaSource``: its bounded mode ends at the first partition-EOF event
+(wherever the partition's end is when it gets there, not where it was at start-up), and with no
+broker it blocks forever listing partitions. This source:
+
+* lists partitions with a timeout and fails at start-up with a message naming the topic or the
+  unreachable bootstrap servers;
+* in bounded mode, reads each partition up to the end offset (high watermark) it had when the
+  partition was built, then ends; with recovery, a later run resumes after the last offset read;
+* emits ``Origin`` records (topic, partition, offset, key, value): decoding is the next step's job;
+* never blocks the worker: it polls librdkafka's prefetch queue without waiting and asks Bytewax
+  to come back a little later when the queue is empty.
+
+Partition names are ``<topic>#<partition>``; they are part of the recovery format.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from walkthroughs.errors import WalkthroughsError
+from walkthroughs.schema import Origin
+
+log = logging.getLogger(__name__)
+
+IDLE_BACKOFF = timedelta(milliseconds=20)  # how long to leave an empty partition alone
+
+
+class SourceError(WalkthroughsError):
+    """The input topics cannot be read: unreachable brokers, missing topics, fatal errors."""
+
+
+def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
+    """Return the settings of our partition consumers (assigned, never subscribed)."""
+    return {
+        # Offsets live in Bytewax recovery; the group id only names the client to the broker.
+        "group.id": "walkthroughs",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",  # retention deleted what we had not read: keep going
+        "enable.partition.eof": False,
+        "fetch.wait.max.ms": 100,
+        "queued.max.messages.kbytes": 16384,
+        **kafka_config,
+    }
+
+
+def list_partitions(
+    kafka_config: Mapping[str, str], topics: Sequence[str], timeout_s: float
+) -> dict[str, int]:
+    """Return the partition count of each topic, or raise ``SourceError`` saying what is wrong."""
+    consumer = Consumer(consumer_config(kafka_config))
+    try:
+        meta = consumer.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        bootstrap = kafka_config.get("bootstrap.servers")
+        msg = (
+            f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s "
+            f"(WALKTHROUGHS_KAFKA_BOOTSTRAP, WALKTHROUGHS_STARTUP_TIMEOUT): {exc.args[0]}"
+        )
+        raise SourceError(msg) from exc
+    finally:
+        consumer.close()
+    counts: dict[str, int] = {}
+    for topic in topics:
+        found = meta.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            why = found.error if found is not None and found.error else "it does not exist"
+            msg = f"input topic {topic!r} cannot be read: {why} (create it, or fix the setting)"
+            raise SourceError(msg)
+        counts[topic] = len(found.partitions)
+    return counts
+
+
+class KafkaInput(FixedPartitionedSource[Origin, int]):
+    """All partitions of the given topics; resume state = the next offset to read."""
+
+    def __init__(
+        self,
+        kafka_config: Mapping[str, str],
+        topics: Sequence[str],
+        *,
+        stop_at_end: bool,
+        startup_timeout_s: float,
+        batch_size: int = 2000,
+    ) -> None:
+        self._config = dict(kafka_config)
+        self._topics = list(topics)
+        self._stop_at_end = stop_at_end
+        self._timeout_s = startup_timeout_s
+        self._batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        """List every partition of every topic (each worker can read all of them)."""
+        counts = list_partitions(self._config, self._topics, self._timeout_s)
+        return [f"{topic}#{p}" for topic, n in counts.items() for p in range(n)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
+        """Open one partition at its resume offset (or the beginning)."""
+        topic, _, partition = for_part.rpartition("#")
+        return _KafkaPartition(
+            self._config,
+            topic,
+            int(partition),
+            resume_state,
+            stop_at_end=self._stop_at_end,
+            timeout_s=self._timeout_s,
+            batch_size=self._batch_size,
+        )
+
+
+class _KafkaPartition(StatefulSourcePartition[Origin, int]):
+    def __init__(
+        self,
+        kafka_config: Mapping[str, str],
+        topic: str,
+        partition: int,
+        resume_offset: int | None,
+        *,
+        stop_at_end: bool,
+        timeout_s: float,
+        batch_size: int,
+    ) -> None:
+        self._topic = topic
+        self._partition = partition
+        self._batch_size = batch_size
+        self._consumer = Consumer(consumer_config(kafka_config))
+        self._tp = TopicPartition(topic, partition)
+        self._end: int | None = None
+        if stop_at_end:
+            try:
+                low, high = self._consumer.get_watermark_offsets(self._tp, timeout=timeout_s)
+            except KafkaException as exc:
+                msg = f"cannot read the end offset of {topic}#{partition}: {exc.args[0]}"
+                raise SourceError(msg) from exc
+            self._end = high
+            start = max(low, resume_offset or 0)
+        else:
+            start = resume_offset if resume_offset is not None else OFFSET_BEGINNING
+        self._next = resume_offset if resume_offset is not None else 0
+        self._done = self._end is not None and start >= self._end
+        if not self._done:
+            self._consumer.assign([TopicPartition(topic, partition, start)])
+        self._idle_until: datetime | None = None
+
+    def next_batch(self) -> list[Origin]:
+        """Return what librdkafka has prefetched, without waiting; end at the end offset."""
+        if self._done:
+            raise StopIteration
+        messages = self._consumer.consume(self._batch_size, 0)
+        batch: list[Origin] = []
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                self._on_error(error)
+                continue
+            offset = m.offset()
+            if offset is None:
+                continue
+            if self._end is not None and offset >= self._end:
+                self._done = True
+                break
+            batch.append(Origin(self._topic, self._partition, offset, m.key(), m.value()))
+            self._next = offset + 1
+        if self._end is not None and not self._done:
+            self._done = self._next >= self._end or self._caught_up_past_gaps()
+        self._idle_until = None if batch else datetime.now(UTC) + IDLE_BACKOFF
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        """Come back soon, not at once, when the last poll found nothing."""
+        return self._idle_until
+
+    def snapshot(self) -> int:
+        """Return the next offset to read."""
+        return self._next
+
+    def close(self) -> None:
+        """Leave the partition."""
+        self._consumer.close()
+
+    def _caught_up_past_gaps(self) -> bool:
+        """Whether the fetch position passed the end (compaction or markers leave offset gaps)."""
+        (tp,) = self._consumer.position([self._tp])
+        if tp.offset >= 0 and self._end is not None and tp.offset >= self._end:
+            self._next = max(self._next, self._end)
+            return True
+        return False
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            msg = f"fatal Kafka error reading {self._topic}#{self._partition}: {error}"
+            raise SourceError(msg)
+        # Transient (broker down, leader moving): librdkafka retries by itself.
+        log.warning(
+            "kafka_consume_error topic=%s partition=%d error=%s",
+            self._topic,
+            self._partition,
+            error,
+        )
