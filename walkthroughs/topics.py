@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -60,12 +61,13 @@ def read_topic(kafka_config: Mapping[str, str], topic: str, timeout_s: float = 3
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         records: list[Record] = []
-        done = {p for p, end in ends.items() if end == 0}
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout_s
         while len(done) < len(ends):
-            batch = consumer.consume(1000, timeout=timeout_s)
-            if not batch:
-                msg = f"reading {topic}: no record for {timeout_s:.0f}s before the end offsets"
+            if time.monotonic() > deadline:
+                msg = f"reading {topic}: end offsets not reached within {timeout_s:.0f}s"
                 raise TimeoutError(msg)
+            batch = consumer.consume(1000, timeout=0.2)  # returns early as records arrive
             for m in batch:
                 if m.error() is not None:
                     continue

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.codec import encode_message, encode_walkin
+from walkthroughs.codec import encode_message, encode_walkin, local_date
 from walkthroughs.schema import MessageEvent, WalkInEvent
 
 S = 1_000_000_000
@@ -68,7 +68,14 @@ def generate(
             timed_messages.append((receipt, msg.message_id.encode(), encode_message(msg), msg))
         for w in range(rng.choice([0, 0, 1, 1, 2])):
             started = last_sent + rng.randrange(-DAY, 5 * DAY)
-            walkin = WalkInEvent(f"walkin-{c:06d}-{w}", business, customer, location, started, "")
+            walkin = WalkInEvent(
+                f"walkin-{c:06d}-{w}",
+                business,
+                customer,
+                location,
+                started,
+                local_date(started, zone),
+            )
             raw = encode_walkin(walkin, timezone=zone, ended_at_ns=started + rng.randrange(HOUR))
             seen = started + rng.randrange(1, 30 * MINUTE)  # detection lags too
             timed_walkins.append((seen, location.encode(), raw, walkin))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -115,3 +115,21 @@ def test_unique_index_keeps_one_count_document_per_business_date(
     }
     with pytest.raises(DuplicateKeyError):
         counts.insert_one({"business_id": "b1", "date": "2026-11-24", "count": 1})
+
+
+def test_replace_upsert_rewrites_an_embedded_document_with_other_keys(
+    mongo_db: Database[Doc],
+) -> None:
+    """The counts sink replaces whole documents: FerretDB 1.x ignores a ``$set`` that changes an
+    embedded document's keys but not its values, so this pins down what the sink relies on."""
+    counts = mongo_db["walkthrough_counts"]
+    key = {"business_id": "b1", "date": "2026-11-24"}
+    counts.bulk_write(
+        [ReplaceOne(key, {**key, "count": 1, "by_channel": {"EMAIL": 1}}, upsert=True)],
+        ordered=False,
+    )
+    counts.bulk_write(
+        [ReplaceOne(key, {**key, "count": 1, "by_channel": {"SMS": 1}}, upsert=True)], ordered=False
+    )
+    assert counts.find_one(key, {"_id": 0}) == {**key, "count": 1, "by_channel": {"SMS": 1}}
+    assert counts.count_documents(key) == 1

@@ -9,13 +9,16 @@ unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$gr
 * **Monotone upserts.** Revisions of a walk-in only ever move to a greater
   ``(message_sent_at, message_id)`` (see ``attribution``). A batch reads the stored rank of its
   walk-ins and upserts only those it improves, so a replayed or stale revision changes nothing.
-  Every write is an unconditional ``$set`` by ``_id``: no write can fail on a duplicate key.
+  Every write replaces a whole document by its key (upsert): no write can fail on a duplicate
+  key. Replacement rather than ``$set``: FerretDB 1.x skips a ``$set`` of an embedded document
+  whose values equal the stored ones under other keys (``{"EMAIL": 1}`` -> ``{"SMS": 1}``);
+  ``tests/integration/test_mongo_wire.py`` pins down what we rely on.
 * **Counts recomputed, never incremented.** After the upserts, the batch recounts each
   (business, local date) it touched from the ``walkthroughs`` collection (one ``$group`` with
-  ``$sum``) and ``$set``s ``count`` and ``by_channel``. Replaying any batch, any number of times,
-  in any state, converges to the collection grouped: nothing is double-counted, and a crash
-  between the two steps is repaired by the replay. Counts never reach zero (walkthroughs are never
-  deleted), so there are no zero-count documents.
+  ``$sum``) and replaces its count document (``count``, ``by_channel``). Replaying any batch,
+  any number of times, in any state, converges to the collection grouped: nothing is
+  double-counted, and a crash between the two steps is repaired by the replay. Counts never
+  reach zero (walkthroughs are never deleted), so there are no zero-count documents.
 * **Outages.** Transient errors (network, election, server selection) are retried with bounded
   exponential backoff; past ``retry_limit_s`` the sink raises ``SinkUnavailableError`` so the
   worker stops and recovery replays, rather than dropping anything.
@@ -30,7 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure, PyMongoError
 
@@ -84,10 +87,7 @@ def write_walkthroughs(db: Database[Doc], walkthroughs: Iterable[Walkthrough]) -
     ]
     if changed:
         db[WALKTHROUGHS].bulk_write(
-            [
-                UpdateOne({"_id": w.walkin_id}, {"$set": to_mongo_doc(w)}, upsert=True)
-                for w in changed
-            ],
+            [ReplaceOne({"_id": w.walkin_id}, to_mongo_doc(w), upsert=True) for w in changed],
             ordered=False,
         )
     # Recount every (business, date) of the batch, changed or not: a replay after a crash
@@ -118,9 +118,14 @@ def _recount(db: Database[Doc], pairs: set[tuple[str, str]]) -> None:
         if pair in counts:  # the $in product may match pairs this batch did not touch
             counts[pair][row["_id"]["c"]] = int(row["n"])
     ops = [
-        UpdateOne(
+        ReplaceOne(
             {"business_id": b, "date": d},
-            {"$set": {"count": sum(by.values()), "by_channel": dict(sorted(by.items()))}},
+            {
+                "business_id": b,
+                "date": d,
+                "count": sum(by.values()),
+                "by_channel": dict(sorted(by.items())),
+            },
             upsert=True,
         )
         for (b, d), by in sorted(counts.items())

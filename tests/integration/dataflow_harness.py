@@ -1,0 +1,171 @@
+"""Run the real dataflow (`python -m bytewax.run dataflow`) against the real local stack.
+
+Shared by the end-to-end tests: per-test topics and database, producing with delivery reports
+(so each record's partition and offset are known), running the dataflow as a subprocess, and
+reading every output back.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient
+from pymongo import MongoClient
+
+from walkthroughs.codec import decode_walkthrough
+from walkthroughs.schema import Walkthrough
+from walkthroughs.sinks.kafka import producer_config
+from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
+from walkthroughs.topics import Record, ensure_topics, read_topic
+
+REPO = Path(__file__).resolve().parents[2]
+# Different partition counts per topic: the service must not need co-partitioned inputs.
+PARTITIONS = {"m": 3, "mb": 2, "w": 5, "wb": 1, "out": 3, "dlq": 1}
+Produced = tuple[str, int, int]  # topic, partition, offset
+
+
+@dataclass
+class Deployment:
+    """One isolated instance of the service's topics and database."""
+
+    name: str
+    bootstrap: str
+    mongo_uri: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.name}-{suffix}"
+
+    @property
+    def kafka(self) -> dict[str, str]:
+        return {"bootstrap.servers": self.bootstrap}
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WALKTHROUGHS_")}
+        env.update(
+            {
+                "WALKTHROUGHS_KAFKA_BOOTSTRAP": self.bootstrap,
+                "WALKTHROUGHS_MESSAGES_TOPICS": f"{self.topic('m')},{self.topic('mb')}",
+                "WALKTHROUGHS_WALKINS_TOPICS": f"{self.topic('w')},{self.topic('wb')}",
+                "WALKTHROUGHS_OUTPUT_TOPIC": self.topic("out"),
+                "WALKTHROUGHS_DLQ_TOPIC": self.topic("dlq"),
+                "WALKTHROUGHS_MONGO_URI": self.mongo_uri,
+                "WALKTHROUGHS_MONGO_DB": self.name,
+                "WALKTHROUGHS_STOP_AT_END": "1",
+                **self.extra_env,
+                **overrides,
+            }
+        )
+        return env
+
+    def create(self) -> None:
+        ensure_topics(self.kafka, {self.topic(s): n for s, n in PARTITIONS.items()})
+
+    def delete(self) -> None:
+        admin = AdminClient(self.kafka)
+        for future in admin.delete_topics([self.topic(s) for s in PARTITIONS]).values():
+            future.result(timeout=30)
+        client: MongoClient[dict[str, Any]] = MongoClient(self.mongo_uri)
+        client.drop_database(self.name)
+        client.close()
+
+    def produce(self, suffix: str, records: list[tuple[bytes, bytes]]) -> list[Produced]:
+        """Produce keyed records in order; return where each one landed."""
+        landed: list[Produced | None] = [None] * len(records)
+        errors: list[str] = []
+
+        def report(index: int) -> Any:
+            def on_delivery(error: KafkaError | None, msg: Message) -> None:
+                if error is not None:
+                    errors.append(str(error))
+                else:
+                    landed[index] = (msg.topic(), msg.partition(), msg.offset())  # type: ignore[assignment]
+
+            return on_delivery
+
+        producer = Producer(producer_config(self.kafka, delivery_timeout_s=60))
+        for i, (key, value) in enumerate(records):
+            producer.produce(self.topic(suffix), value, key, on_delivery=report(i))
+            producer.poll(0)
+        assert producer.flush(60) == 0
+        assert errors == []
+        assert all(x is not None for x in landed)
+        return [x for x in landed if x is not None]
+
+    def run(
+        self, *args: str, timeout_s: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the dataflow to completion (bounded mode) and return the finished process."""
+        return subprocess.run(
+            [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+            cwd=REPO,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """Start the dataflow in the background (live mode unless told otherwise)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+            cwd=REPO,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def output(self) -> dict[str, Walkthrough]:
+        """The latest walkthrough per walkin_id on the output topic (what compaction keeps)."""
+        latest: dict[str, Walkthrough] = {}
+        for record in sorted(
+            read_topic(self.kafka, self.topic("out")), key=lambda r: (r.partition, r.offset)
+        ):
+            assert record.key is not None
+            assert record.value is not None
+            w = decode_walkthrough(record.value)
+            assert record.key == w.walkin_id.encode()
+            latest[w.walkin_id] = w
+        return latest
+
+    def dead_letters(self) -> list[Record]:
+        return read_topic(self.kafka, self.topic("dlq"))
+
+    def mongo(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """All walkthrough documents and count documents (without their generated _id)."""
+        client: MongoClient[dict[str, Any]] = MongoClient(self.mongo_uri, tz_aware=True)
+        db = client[self.name]
+        docs = sorted(db[WALKTHROUGHS].find({}), key=lambda d: d["_id"])
+        counts = sorted(
+            db[COUNTS].find({}, {"_id": 0}), key=lambda d: (d["business_id"], d["date"])
+        )
+        client.close()
+        return docs, counts
+
+
+def expected_counts(walkthroughs: Mapping[str, Walkthrough]) -> list[dict[str, Any]]:
+    """The counts collection the contract asks for: walkthroughs grouped by business and date."""
+    from walkthroughs.codec import channel_name
+
+    grouped: dict[tuple[str, str], dict[str, int]] = {}
+    for w in walkthroughs.values():
+        by = grouped.setdefault((w.business_id, w.local_date), {})
+        by[channel_name(w.channel)] = by.get(channel_name(w.channel), 0) + 1
+    return [
+        {"business_id": b, "date": d, "count": sum(by.values()), "by_channel": by}
+        for (b, d), by in sorted(grouped.items())
+    ]
+
+
+def lines(proc: subprocess.Popen[str]) -> Iterator[str]:
+    assert proc.stdout is not None
+    yield from proc.stdout
