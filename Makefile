@@ -45,8 +45,12 @@ test: venv up lint
 	$(BIN)/pytest
 
 ## run: set up, start the stack, run the dataflow on sample traffic, print the result
+run: export WALKTHROUGHS_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(STACK_KAFKA_PORT),9092)
+run: export WALKTHROUGHS_MONGO_URI ?= mongodb://127.0.0.1:$(or $(STACK_MONGO_PORT),27017)
 run: venv up
-	@echo "make run arrives with the dataflow (issue 3): the stack is up, nothing to run yet."
+	$(BIN)/python -m walkthroughs generate --create-topics
+	WALKTHROUGHS_STOP_AT_END=1 $(BIN)/python -m bytewax.run dataflow -w 2
+	$(BIN)/python -m walkthroughs summary
 
 ## clean-stack: stop the stack and delete its data and logs (the build cache stays)
 clean-stack: down

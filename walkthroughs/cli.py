@@ -14,14 +14,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pymongo
-from confluent_kafka import KafkaError, Message, Producer
 
 from walkthroughs import traffic
 from walkthroughs.config import Settings
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
-from walkthroughs.topics import ensure_topics, read_topic
+from walkthroughs.topics import ensure_topics, produce, read_topic
 
 # Partition counts of `generate --create-topics`: deliberately all different, since the
 # service must not rely on co-partitioned inputs.
@@ -94,28 +92,6 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
         f"({sample.bad} bad, the rest valid or duplicates)"
     )
     return 0
-
-
-def produce(kafka: dict[str, str], topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Produce keyed records and wait until the broker acknowledged every one."""
-    failures: list[str] = []
-
-    def on_delivery(error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    producer = Producer(producer_config(kafka, delivery_timeout_s=60))
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    if producer.flush(60) or failures:
-        msg = f"producing to {topic} failed: {failures[:1] or 'not acknowledged in time'}"
-        raise WalkthroughsError(msg)
 
 
 def _summary(settings: Settings) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from walkthroughs.errors import WalkthroughsError
+from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.sources.kafka import consumer_config
 
 
@@ -47,6 +49,46 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return [t.topic for t in wanted]
+
+
+def produce(
+    kafka_config: Mapping[str, str],
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    timeout_s: float = 60,
+) -> list[tuple[int, int]]:
+    """Produce keyed records in order, wait for every acknowledgement.
+
+    Returns the (partition, offset) where each record landed.
+
+    Raises:
+        WalkthroughsError: a record was not acknowledged.
+    """
+    landed: list[tuple[int, int]] = [(-1, -1)] * len(records)
+    failures: list[str] = []
+
+    def report(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+            else:
+                landed[index] = (message.partition() or 0, message.offset() or 0)
+
+        return on_delivery
+
+    producer = Producer(producer_config(kafka_config, delivery_timeout_s=timeout_s))
+    for i, (key, value) in enumerate(records):
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=report(i))
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(timeout_s) or failures:
+        msg = f"producing to {topic} failed: {failures[:1] or 'not acknowledged in time'}"
+        raise WalkthroughsError(msg)
+    return landed
 
 
 def read_topic(kafka_config: Mapping[str, str], topic: str, timeout_s: float = 30) -> list[Record]:

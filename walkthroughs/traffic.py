@@ -27,8 +27,8 @@ ZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "Asia/Kolka
 class Traffic:
     """Records in production order, and the valid events behind them (for the reference)."""
 
-    messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value)
-    walkins: list[tuple[bytes, bytes]] = field(default_factory=list)
+    messages: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # (key, value)
+    walkins: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     events: list[MessageEvent | WalkInEvent] = field(default_factory=list)
     bad: int = 0  # how many records are bad (each must reach the DLQ)
 
@@ -94,7 +94,8 @@ def generate(
 
 def _add_bad_records(traffic: Traffic, rng: random.Random, start_ns: int) -> None:
     ts = Timestamp(seconds=start_ns // S)
-    bad_messages = [
+    bad_messages: list[bytes | None] = [
+        None,  # a tombstone
         b"\xff\x00garbage",
         pb.ZenreachMessage(message_id="bad-1", business_id="b", sent_at=ts).SerializeToString(),
         pb.ZenreachMessage(
@@ -108,7 +109,7 @@ def _add_bad_records(traffic: Traffic, rng: random.Random, start_ns: int) -> Non
             message_id="bad-3", business_id="b", customer_id="c", sent_at=Timestamp(seconds=5)
         ).SerializeToString(),
     ]
-    bad_walkins = [
+    bad_walkins: list[bytes | None] = [
         pb.WalkIn(
             walkin_id="bad-4",
             business_id="b",

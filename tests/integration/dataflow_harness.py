@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
 from walkthroughs.codec import decode_walkthrough
 from walkthroughs.schema import Walkthrough
-from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
-from walkthroughs.topics import Record, ensure_topics, read_topic
+from walkthroughs.topics import Record, ensure_topics, produce, read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 # Different partition counts per topic: the service must not need co-partitioned inputs.
@@ -76,28 +74,10 @@ class Deployment:
         client.drop_database(self.name)
         client.close()
 
-    def produce(self, suffix: str, records: list[tuple[bytes, bytes]]) -> list[Produced]:
+    def produce(self, suffix: str, records: list[tuple[bytes, bytes | None]]) -> list[Produced]:
         """Produce keyed records in order; return where each one landed."""
-        landed: list[Produced | None] = [None] * len(records)
-        errors: list[str] = []
-
-        def report(index: int) -> Any:
-            def on_delivery(error: KafkaError | None, msg: Message) -> None:
-                if error is not None:
-                    errors.append(str(error))
-                else:
-                    landed[index] = (msg.topic(), msg.partition(), msg.offset())  # type: ignore[assignment]
-
-            return on_delivery
-
-        producer = Producer(producer_config(self.kafka, delivery_timeout_s=60))
-        for i, (key, value) in enumerate(records):
-            producer.produce(self.topic(suffix), value, key, on_delivery=report(i))
-            producer.poll(0)
-        assert producer.flush(60) == 0
-        assert errors == []
-        assert all(x is not None for x in landed)
-        return [x for x in landed if x is not None]
+        topic = self.topic(suffix)
+        return [(topic, p, o) for p, o in produce(self.kafka, topic, records)]
 
     def run(
         self, *args: str, timeout_s: float = 300, **env: str
