@@ -24,11 +24,10 @@ log = logging.getLogger("walkthroughs")
 
 def build_from_env(environ: Mapping[str, str]) -> Dataflow:
     """Read the settings, check the outside world, and assemble the dataflow."""
-    logging.basicConfig(
-        level=environ.get("WALKTHROUGHS_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     settings = Settings.from_env(environ)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     log.info("starting settings=%s", settings.describe())
     kafka = settings.kafka_config()
     timeout_s = settings.startup_timeout.total_seconds()

@@ -72,6 +72,7 @@ class Settings:
     startup_timeout: timedelta = timedelta(seconds=30)
     mongo_enabled: bool = True
     mongo_retry_limit: timedelta = timedelta(minutes=2)
+    log_level: str = "INFO"
     kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +158,7 @@ class Settings:
             "startup_timeout": _fmt(self.startup_timeout),
             "mongo_enabled": self.mongo_enabled,
             "mongo_retry_limit": _fmt(self.mongo_retry_limit),
+            "log_level": self.log_level,
             "kafka_extra": {
                 k: ("***" if any(h in k for h in _SECRET_HINTS) else v)
                 for k, v in sorted(self.kafka_extra.items())
@@ -250,6 +252,15 @@ def parse_mongo_db(name: str, raw: str) -> str:
     return db
 
 
+def parse_log_level(name: str, raw: str) -> str:
+    """Accept a Python logging level name."""
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        msg = f"{name}={raw!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        raise ConfigError(msg)
+    return level
+
+
 def redact_uri(uri: str) -> str:
     """Hide the password of a ``scheme://user:password@host`` URI."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", uri)
@@ -271,6 +282,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_STARTUP_TIMEOUT": ("startup_timeout", parse_duration),
     "WALKTHROUGHS_MONGO_ENABLED": ("mongo_enabled", parse_bool),
     "WALKTHROUGHS_MONGO_RETRY_LIMIT": ("mongo_retry_limit", parse_duration),
+    "WALKTHROUGHS_LOG_LEVEL": ("log_level", parse_log_level),
 }
 
 

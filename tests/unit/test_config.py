@@ -108,6 +108,9 @@ BAD = [
     ("WALKTHROUGHS_MONGO_DB", "a.b", "WALKTHROUGHS_MONGO_DB='a.b' is not a database name"),
     ("WALKTHROUGHS_MONGO_DB", "x" * 64, "is not a database name"),
     ("WALKTHROUGHS_HOLDD", "5s", "unknown setting(s) WALKTHROUGHS_HOLDD"),
+    ("WALKTHROUGHS_LOG_LEVEL", "LOUD", "WALKTHROUGHS_LOG_LEVEL='LOUD' is not a log level"),
+    ("WALKTHROUGHS_STARTUP_TIMEOUT", "0", "WALKTHROUGHS_STARTUP_TIMEOUT must be greater"),
+    ("WALKTHROUGHS_MONGO_ENABLED", "2", "WALKTHROUGHS_MONGO_ENABLED='2' is not a boolean"),
     ("WALKTHROUGHS_KAFKA_security.protocol", "SSL", "is not a Kafka client setting"),
     ("WALKTHROUGHS_KAFKA_GROUP_ID", "x", "sets 'group.id', which the service manages"),
 ]
