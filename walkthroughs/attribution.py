@@ -32,6 +32,7 @@ state keys must stay bounded while millions of customers come and go.
 from __future__ import annotations
 
 import heapq
+import pickle
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from zlib import crc32
@@ -187,6 +188,19 @@ class Shard:
 
     def __len__(self) -> int:
         return len(self.customers)
+
+    def dump(self) -> bytes:
+        """Serialize for a recovery snapshot: a copy later changes cannot reach."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def restore(blob: bytes) -> Shard:
+        """Rebuild a shard (and its timers) from ``dump`` output."""
+        shard = pickle.loads(blob)
+        if not isinstance(shard, Shard):
+            msg = f"recovery snapshot holds {type(shard).__name__}, not a Shard"
+            raise TypeError(msg)
+        return shard
 
     def apply(
         self, event: MessageEvent | WalkInEvent, origin: Origin, now_ns: int, rules: Rules

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeGuard, cast
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -37,11 +37,11 @@ NS = 1_000_000_000
 
 @dataclass(frozen=True)
 class Sinks:
-    """Where results go; tests pass ``bytewax.testing.TestingSink``s."""
+    """Where results go, each keyed by a routing string; tests pass ``TestingSink``s."""
 
-    walkthroughs: Sink[Attributed]
-    dead_letters: Sink[DeadLetter]
-    mongo: Sink[tuple[str, Walkthrough]] | None
+    walkthroughs: Sink[tuple[str, Attributed]]  # keyed by state shard: revisions stay in order
+    dead_letters: Sink[tuple[str, DeadLetter]]  # keyed by source topic#partition
+    mongo: Sink[tuple[str, Walkthrough]] | None  # keyed by business: one writer per business
 
 
 def build_flow(
@@ -55,27 +55,28 @@ def build_flow(
 ) -> Dataflow:
     """Assemble the dataflow; every collaborator is injected."""
 
-    def decode(origin: Origin) -> tuple[str, Event] | DeadLetter:
+    def decode(origin: Origin) -> tuple[str, Event | DeadLetter]:
         decoded = decode_record(origin, message_topics)
         if isinstance(decoded, DeadLetter):
-            return decoded
+            return _by_source(decoded), decoded
         event = decoded[0]
         return shard_of(event.business_id, event.customer_id), decoded
 
-    def build_logic(resume: Shard | None) -> AttributeLogic:
-        return AttributeLogic(resume or Shard(), rules, now_getter, flush_interval_ns)
+    def build_logic(resume: bytes | None) -> AttributeLogic:
+        shard = Shard.restore(resume) if resume is not None else Shard()
+        return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
     flow = Dataflow("walkthroughs")
     raw: Stream[Origin] = op.input("read_inputs", flow, source)
-    decoded = op.map("decode", raw, decode)  # (shard, (event, origin)) | DeadLetter
-    checked = op.branch("split_bad_records", decoded, _is_dead_letter)
+    decoded = op.map("decode", raw, decode)  # (shard, (event, origin)) | (source, DeadLetter)
+    checked = op.branch("split_bad_records", decoded, _holds_dead_letter)
     good = cast(Stream[tuple[str, Event]], checked.falses)
     results = op.stateful_batch("attribute", good, build_logic)  # (shard, Output)
-    outputs: Stream[Output] = op.map("drop_shard", results, _value)
-    late = op.branch("split_late", outputs, _is_dead_letter)
-    attributed = cast(Stream[Attributed], late.falses)
-    dead: Stream[DeadLetter] = op.merge("merge_dead_letters", checked.trues, late.trues)
-    op.output("write_dlq", dead, sinks.dead_letters)
+    late = op.branch("split_late", results, _holds_dead_letter)
+    attributed = cast(Stream[tuple[str, Attributed]], late.falses)
+    late_by_source = op.map("key_late_by_source", late.trues, _rekey_by_source)
+    dead = op.merge("merge_dead_letters", checked.trues, late_by_source)
+    op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
     op.output("write_walkthroughs", attributed, sinks.walkthroughs)
     if sinks.mongo is not None:
         by_business = op.map("key_by_business", attributed, _by_business)  # (business, Walkthrough)
@@ -83,7 +84,7 @@ def build_flow(
     return flow
 
 
-class AttributeLogic(StatefulBatchLogic[Event, Output, Shard]):
+class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
     """Adapter from Bytewax's stateful callbacks to one ``Shard`` of the pure logic."""
 
     def __init__(self, shard: Shard, rules: Rules, now: NowGetter, flush_interval_ns: int) -> None:
@@ -118,21 +119,26 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, Shard]):
         aligned = -(-deadline // self._flush_ns) * self._flush_ns
         return datetime.fromtimestamp(aligned / NS, UTC)
 
-    def snapshot(self) -> Shard:
-        """Return the shard; Bytewax pickles it at once, before any further callback."""
-        return self._shard
+    def snapshot(self) -> bytes:
+        """Return the shard pickled now: later callbacks cannot alter a snapshot in flight."""
+        return self._shard.dump()
 
     def _discard(self) -> bool:
         return len(self._shard) == 0
 
 
-def _is_dead_letter(item: object) -> TypeGuard[DeadLetter]:
-    return isinstance(item, DeadLetter)
+def _holds_dead_letter(item: tuple[str, object]) -> bool:
+    return isinstance(item[1], DeadLetter)
 
 
-def _value(keyed: tuple[str, Output]) -> Output:
-    return keyed[1]
+def _by_source(dead: DeadLetter) -> str:
+    return f"{dead.origin.topic}#{dead.origin.partition}"
 
 
-def _by_business(item: Attributed) -> tuple[str, Walkthrough]:
-    return item.walkthrough.business_id, item.walkthrough
+def _rekey_by_source(item: tuple[str, Output]) -> tuple[str, Output]:
+    return _by_source(cast(DeadLetter, item[1])), item[1]
+
+
+def _by_business(item: tuple[str, Attributed]) -> tuple[str, Walkthrough]:
+    walkthrough = item[1].walkthrough
+    return walkthrough.business_id, walkthrough

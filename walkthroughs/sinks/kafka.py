@@ -1,23 +1,29 @@
-"""Kafka output that never drops silently: every delivery report is checked.
+"""Kafka output that never drops silently: every delivery report is checked before a commit.
 
 Bytewax 0.21's ``KafkaSink`` registers no delivery callback, so records the broker never got are
-lost without a word. Ours produces a batch, waits until the broker acknowledged all of it
-(``acks=all``, idempotent producer, so retries neither reorder nor duplicate), and raises
-``SinkUnavailableError`` on any delivery error or when the local queue stays full. The worker then
-stops, and recovery replays the epoch: at-least-once, and the outputs are idempotent downstream
-(the latest record per ``walkin_id`` is the truth; dead letters are reports).
+lost without a word; and a ``DynamicSink`` has no hook at the end of an epoch, so nothing ties its
+writes to the recovery commit. Ours is a ``FixedPartitionedSink``: ``write_batch`` hands records
+to the producer without waiting (low latency), and ``snapshot()``, which Bytewax calls when an
+epoch closes and before it commits that epoch's recovery state, waits until the broker
+acknowledged everything (``acks=all``, idempotent producer: retries neither reorder nor
+duplicate). A delivery error, a queue that stays full or a flush that times out raises
+``SinkUnavailableError``: the epoch is not committed, the worker stops, and recovery replays it.
+At-least-once; downstream the latest record per ``walkin_id`` is the truth.
 
 Records are partitioned like the Java client does (murmur2 of the key), so consumers written with
-Kafka Streams can co-partition with the output topic.
+Kafka Streams can co-partition with the output topic. One producer per process and topic is
+shared by all the sink partitions a process owns (librdkafka producers are thread-safe).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from walkthroughs.codec import encode_walkthrough
@@ -28,6 +34,8 @@ X = TypeVar("X")
 Headers = list[tuple[str, str | bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers | None]  # key, value, headers
 Serializer = Callable[[X], Record]
+SINK_PARTITIONS = 16
+"""Fixed: partition names are part of the recovery format (their state is empty, though)."""
 
 
 def walkthrough_record(item: Attributed) -> Record:
@@ -63,8 +71,57 @@ def producer_config(
     }
 
 
-class KafkaOutput(DynamicSink[X], Generic[X]):
-    """One producer per worker writing to ``topic``; see the module docstring."""
+class _CheckedProducer:
+    """A producer that remembers delivery failures until someone checks them."""
+
+    def __init__(self, config: dict[str, object], topic: str, timeout_s: float) -> None:
+        self.producer = Producer(config)
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            with self._lock:
+                self._failures.append(f"{error} (partition {message.partition()})")
+
+    def send(self, records: list[Record]) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        for key, value, headers in records:
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic, value, key, headers=headers, on_delivery=self._on_delivery
+                    )
+                    break
+                except BufferError:  # local queue full: let deliveries drain, within limits
+                    if time.monotonic() > deadline:
+                        self._fail(f"local queue stayed full for {self.timeout_s:.0f}s")
+                    self.producer.poll(0.05)
+        self.producer.poll(0)  # serve delivery callbacks without waiting
+
+    def confirm(self) -> None:
+        """Wait until everything sent so far is acknowledged, or raise."""
+        remaining = self.producer.flush(self.timeout_s)
+        if remaining:
+            self._fail(f"{remaining} record(s) not acknowledged within {self.timeout_s:.0f}s")
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            self._fail(f"{len(failures)} delivery failure(s), first: {failures[0]}")
+
+    def _fail(self, why: str) -> None:
+        msg = f"writing to Kafka topic {self.topic!r} failed: {why}; stopping so recovery replays"
+        raise SinkUnavailableError(msg)
+
+
+_PRODUCERS: dict[tuple[int, str], _CheckedProducer] = {}
+_PRODUCERS_LOCK = threading.Lock()
+
+
+class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
+    """Records keyed by a routing string (e.g. the state shard) into ``SINK_PARTITIONS``."""
 
     def __init__(
         self,
@@ -79,48 +136,33 @@ class KafkaOutput(DynamicSink[X], Generic[X]):
         self._serialize = serialize
         self._timeout_s = delivery_timeout_s
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaWriter[X]:
-        """Open this worker's producer."""
-        return _KafkaWriter(self._config, self._topic, self._serialize, self._timeout_s)
+    def list_parts(self) -> list[str]:
+        """Every worker can write every partition; Bytewax gives each to exactly one."""
+        return [f"{self._topic}-{i:02d}" for i in range(SINK_PARTITIONS)]
+
+    def part_fn(self, item_key: str) -> int:
+        """Route stably across processes (crc32, not ``hash``)."""
+        return zlib.crc32(item_key.encode())
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaWriter[X]:
+        """Attach the partition to this process's producer for the topic."""
+        with _PRODUCERS_LOCK:
+            key = (id(self), self._topic)
+            if key not in _PRODUCERS:
+                _PRODUCERS[key] = _CheckedProducer(self._config, self._topic, self._timeout_s)
+            return _KafkaWriter(_PRODUCERS[key], self._serialize)
 
 
-class _KafkaWriter(StatelessSinkPartition[X], Generic[X]):
-    def __init__(
-        self, config: dict[str, object], topic: str, serialize: Serializer[X], timeout_s: float
-    ) -> None:
-        self._producer = Producer(config)
-        self._topic = topic
+class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):
+    def __init__(self, producer: _CheckedProducer, serialize: Serializer[X]) -> None:
+        self._producer = producer
         self._serialize = serialize
-        self._timeout_s = timeout_s
-        self._failures: list[str] = []
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self._failures.append(f"{error} (partition {message.partition()})")
+    def write_batch(self, values: list[X]) -> None:
+        self._producer.send([self._serialize(v) for v in values])
 
-    def write_batch(self, items: list[X]) -> None:
-        deadline = time.monotonic() + self._timeout_s
-        for item in items:
-            key, value, headers = self._serialize(item)
-            while True:
-                try:
-                    self._producer.produce(
-                        self._topic, value, key, headers=headers, on_delivery=self._on_delivery
-                    )
-                    break
-                except BufferError:  # local queue full: let deliveries drain, within limits
-                    if time.monotonic() > deadline:
-                        self._fail(f"local queue stayed full for {self._timeout_s:.0f}s")
-                    self._producer.poll(0.05)
-        remaining = self._producer.flush(max(0.0, deadline - time.monotonic()) + self._timeout_s)
-        if remaining:
-            self._fail(f"{remaining} record(s) not acknowledged in time")
-        if self._failures:
-            self._fail(f"{len(self._failures)} delivery failure(s), first: {self._failures[0]}")
+    def snapshot(self) -> None:
+        self._producer.confirm()
 
     def close(self) -> None:
-        self._producer.flush(self._timeout_s)
-
-    def _fail(self, why: str) -> None:
-        msg = f"writing to Kafka topic {self._topic!r} failed: {why}; stopping so recovery replays"
-        raise SinkUnavailableError(msg)
+        self._producer.confirm()
