@@ -116,10 +116,6 @@ class _CheckedProducer:
         raise SinkUnavailableError(msg)
 
 
-_PRODUCERS: dict[tuple[int, str], _CheckedProducer] = {}
-_PRODUCERS_LOCK = threading.Lock()
-
-
 class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
     """Records keyed by a routing string (e.g. the state shard) into ``SINK_PARTITIONS``."""
 
@@ -135,6 +131,9 @@ class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
         self._topic = topic
         self._serialize = serialize
         self._timeout_s = delivery_timeout_s
+        # All workers of a process share this sink object, hence one producer per process.
+        self._producer: _CheckedProducer | None = None
+        self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
         """Every worker can write every partition; Bytewax gives each to exactly one."""
@@ -146,11 +145,10 @@ class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaWriter[X]:
         """Attach the partition to this process's producer for the topic."""
-        with _PRODUCERS_LOCK:
-            key = (id(self), self._topic)
-            if key not in _PRODUCERS:
-                _PRODUCERS[key] = _CheckedProducer(self._config, self._topic, self._timeout_s)
-            return _KafkaWriter(_PRODUCERS[key], self._serialize)
+        with self._lock:
+            if self._producer is None:
+                self._producer = _CheckedProducer(self._config, self._topic, self._timeout_s)
+            return _KafkaWriter(self._producer, self._serialize)
 
 
 class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):

@@ -145,12 +145,14 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         *,
         retry_limit_s: float = 120.0,
         sleep: Sleeper = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
         client_factory: Callable[[str], MongoClient[Doc]] | None = None,
     ) -> None:
         self._uri = uri
         self._database = database
         self._retry_limit_s = retry_limit_s
         self._sleep = sleep
+        self._monotonic = monotonic
         self._client_factory = client_factory or _client
 
     def list_parts(self) -> list[str]:
@@ -165,7 +167,7 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         """Connect (and fail fast if the server is unreachable)."""
         client = self._client_factory(self._uri)
         db = client[self._database]
-        writer = _MongoWriter(client, db, self._retry_limit_s, self._sleep)
+        writer = _MongoWriter(client, db, self._retry_limit_s, self._sleep, self._monotonic)
         writer.with_retries("ensure_indexes", lambda: ensure_indexes(db))
         return writer
 
@@ -176,12 +178,18 @@ def _client(uri: str) -> MongoClient[Doc]:
 
 class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
     def __init__(
-        self, client: MongoClient[Doc], db: Database[Doc], retry_limit_s: float, sleep: Sleeper
+        self,
+        client: MongoClient[Doc],
+        db: Database[Doc],
+        retry_limit_s: float,
+        sleep: Sleeper,
+        monotonic: Callable[[], float],
     ) -> None:
         self._client = client
         self._db = db
         self._retry_limit_s = retry_limit_s
         self._sleep = sleep
+        self._monotonic = monotonic
 
     def write_batch(self, values: list[Walkthrough]) -> None:
         started = time.monotonic()
@@ -203,7 +211,7 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
 
     def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
         """Run an idempotent action, retrying transient errors with capped backoff."""
-        deadline = time.monotonic() + self._retry_limit_s
+        deadline = self._monotonic() + self._retry_limit_s
         delay = 0.2
         attempt = 0
         while True:
@@ -211,7 +219,7 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
             try:
                 return action()
             except TRANSIENT as exc:
-                if time.monotonic() + delay > deadline:
+                if self._monotonic() + delay > deadline:
                     msg = (
                         f"MongoDB unavailable for {self._retry_limit_s:.0f}s during {what} "
                         f"({attempt} attempts): {type(exc).__name__}; stopping so recovery replays"

@@ -1,0 +1,62 @@
+"""The Bytewax adapter: timers on the flush grid, immutable snapshots, decisions at EOF."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from walkthroughs.attribution import Rules, Shard
+from walkthroughs.clock import FakeClock
+from walkthroughs.flow import AttributeLogic
+from walkthroughs.schema import Attributed, MessageEvent, Origin, WalkInEvent
+
+S = 1_000_000_000
+T0 = 1_900_000_000 * S
+RULES = Rules(window_ns=7 * 86400 * S, hold_ns=30 * S, lateness_ns=86400 * S)
+ORIGIN = Origin("t", 0, 0, None, b"")
+
+
+def logic(clock: FakeClock) -> AttributeLogic:
+    return AttributeLogic(Shard(), RULES, clock, flush_interval_ns=5 * S)
+
+
+def test_notify_at_rounds_the_next_deadline_up_to_the_flush_grid() -> None:
+    clock = FakeClock(T0 + 2 * S)
+    adapter = logic(clock)
+    assert adapter.notify_at() is None
+    adapter.on_batch([(WalkInEvent("w", "b", "c", "", T0, "2030-03-17"), ORIGIN)])
+    # Due at T0 + 32 s; the grid is every 5 s, so the wake-up is at T0 + 35 s.
+    assert adapter.notify_at() == datetime.fromtimestamp((T0 + 35 * S) / S, UTC)
+
+
+def test_snapshot_is_a_copy_that_later_events_do_not_change() -> None:
+    clock = FakeClock(T0)
+    adapter = logic(clock)
+    adapter.on_batch([(MessageEvent("m", "b", "c", T0 - S, 1, ""), ORIGIN)])
+    snapshot = adapter.snapshot()
+    adapter.on_batch([(WalkInEvent("w", "b", "c", "", T0, "2030-03-17"), ORIGIN)])
+    assert len(Shard.restore(snapshot).customers[("b", "c")].walkins) == 0
+
+
+def test_eof_decides_pending_walkins_and_notify_decides_due_ones() -> None:
+    clock = FakeClock(T0)
+    adapter = logic(clock)
+    events = [
+        (MessageEvent("m", "b", "c", T0 - S, 1, ""), ORIGIN),
+        (WalkInEvent("w1", "b", "c", "", T0, "2030-03-17"), ORIGIN),
+    ]
+    out, discard = adapter.on_batch(events)
+    assert (out, discard) == ([], False)
+    clock.advance(30 * S)
+    notified, _ = adapter.on_notify()
+    assert [o.walkthrough.walkin_id for o in notified if isinstance(o, Attributed)] == ["w1"]
+    adapter.on_batch([(WalkInEvent("w2", "b", "c", "", T0, "2030-03-17"), ORIGIN)])
+    at_eof, _ = adapter.on_eof()
+    assert [o.walkthrough.walkin_id for o in at_eof if isinstance(o, Attributed)] == ["w2"]
+
+
+def test_logic_is_discarded_when_its_shard_is_empty() -> None:
+    clock = FakeClock(T0)
+    adapter = logic(clock)
+    adapter.on_batch([(MessageEvent("m", "b", "c", T0 - S, 1, ""), ORIGIN)])
+    clock.advance(RULES.window_ns + RULES.lateness_ns)
+    assert adapter.on_notify() == ([], True)

@@ -1,0 +1,47 @@
+"""Outputs never drop silently: with no server to write to, the sinks raise (no mocks: a real
+client against a port where nothing listens)."""
+
+from __future__ import annotations
+
+import pytest
+from pymongo import MongoClient
+
+from walkthroughs.errors import SinkUnavailableError
+from walkthroughs.schema import Attributed, Walkthrough
+from walkthroughs.sinks.kafka import KafkaOutput, walkthrough_record
+from walkthroughs.sinks.mongo import MongoOutput
+
+W = Walkthrough(
+    "w", "b", "c", "", 1_900_000_000 * 10**9, "m", 1, "", 1_899_999_000 * 10**9, "2030-03-17"
+)
+
+
+def test_kafka_sink_raises_when_deliveries_fail() -> None:
+    sink = KafkaOutput(
+        {"bootstrap.servers": "127.0.0.1:1"}, "out", walkthrough_record, delivery_timeout_s=1.0
+    )
+    part = sink.build_part("write", "out-00", None)
+    part.write_batch([Attributed(W, 0, False)])  # queued, not yet confirmed
+    with pytest.raises(SinkUnavailableError, match="writing to Kafka topic 'out' failed"):
+        part.snapshot()  # the epoch cannot be committed
+
+
+def test_mongo_sink_retries_with_backoff_then_raises() -> None:
+    slept: list[float] = []
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # time passes only when the sink sleeps
+        slept.append(seconds)
+        now[0] += seconds
+
+    sink = MongoOutput(
+        "mongodb://127.0.0.1:1",
+        "db",
+        retry_limit_s=3.0,
+        sleep=sleep,
+        monotonic=lambda: now[0],
+        client_factory=lambda uri: MongoClient(uri, serverSelectionTimeoutMS=50),
+    )
+    with pytest.raises(SinkUnavailableError, match="MongoDB unavailable for 3s during ensure_ind"):
+        sink.build_part("write", "mongo-00", None)
+    assert slept == [0.2, 0.4, 0.8, 1.6]  # capped exponential backoff, then give up
