@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from walkthroughs.schema import MessageEvent, WalkInEvent, Walkthrough
 
+E = TypeVar("E")
 
-def first_by_id_messages(events: Iterable[object]) -> list[MessageEvent]:
-    seen: dict[str, MessageEvent] = {}
+
+def first_by_id(events: Iterable[object], kind: type[E], id_of: Callable[[E], str]) -> list[E]:
+    """The events of one kind, the first copy of each id only (later copies are duplicates)."""
+    seen: dict[str, E] = {}
     for e in events:
-        if isinstance(e, MessageEvent):
-            seen.setdefault(e.message_id, e)
-    return list(seen.values())
-
-
-def first_by_id_walkins(events: Iterable[object]) -> list[WalkInEvent]:
-    seen: dict[str, WalkInEvent] = {}
-    for e in events:
-        if isinstance(e, WalkInEvent):
-            seen.setdefault(e.walkin_id, e)
+        if isinstance(e, kind):
+            seen.setdefault(id_of(e), e)
     return list(seen.values())
 
 
 def expected_walkthroughs(events: Iterable[object], window_ns: int) -> dict[str, Walkthrough]:
     """Apply the contract's rule to a set of events: walkin_id -> walkthrough, if attributed."""
     events = list(events)
-    messages = first_by_id_messages(events)
+    messages = first_by_id(events, MessageEvent, lambda m: m.message_id)
     result: dict[str, Walkthrough] = {}
-    for w in first_by_id_walkins(events):
+    for w in first_by_id(events, WalkInEvent, lambda w: w.walkin_id):
         t = w.started_at_ns
         candidates = [
             m
