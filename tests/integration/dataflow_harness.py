@@ -149,3 +149,23 @@ def expected_counts(walkthroughs: Mapping[str, Walkthrough]) -> list[dict[str, A
 def lines(proc: subprocess.Popen[str]) -> Iterator[str]:
     assert proc.stdout is not None
     yield from proc.stdout
+
+
+def init_recovery(folder: Path, partitions: int) -> Path:
+    """Create a Bytewax recovery store of ``partitions`` partitions (once per store)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.recovery", str(folder), str(partitions)], check=True
+    )
+    return folder
+
+
+def recovery_args(folder: Path, *, workers: int = 1) -> list[str]:
+    """Arguments of a run that snapshots every second and keeps no extra history."""
+    return ["-w", str(workers), "-r", str(folder), "-s", "1", "-b", "0"]
+
+
+def chunks(items: list[Any], n: int) -> list[list[Any]]:
+    """Split a list into ``n`` consecutive parts of nearly equal size."""
+    size = -(-len(items) // n)
+    return [items[i * size : (i + 1) * size] for i in range(n)]

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
+from walkthroughs import failpoints
 from walkthroughs.codec import encode_walkthrough
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Attributed, DeadLetter
@@ -103,6 +104,7 @@ class _CheckedProducer:
 
     def confirm(self) -> None:
         """Wait until everything sent so far is acknowledged, or raise."""
+        failpoints.hit("kafka.before_confirm")
         remaining = self.producer.flush(self.timeout_s)
         if remaining:
             self._fail(f"{remaining} record(s) not acknowledged within {self.timeout_s:.0f}s")

@@ -37,6 +37,7 @@ from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure, PyMongoError
 
+from walkthroughs import failpoints
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Walkthrough
@@ -90,6 +91,7 @@ def write_walkthroughs(db: Database[Doc], walkthroughs: Iterable[Walkthrough]) -
             [ReplaceOne({"_id": w.walkin_id}, to_mongo_doc(w), upsert=True) for w in changed],
             ordered=False,
         )
+    failpoints.hit("mongo.between_writes")
     # Recount every (business, date) of the batch, changed or not: a replay after a crash
     # between the upserts and the recount must still repair the counts.
     _recount(db, {(w.business_id, w.local_date) for w in best.values()})
