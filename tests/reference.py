@@ -11,11 +11,14 @@ E = TypeVar("E")
 
 
 def first_by_id(events: Iterable[object], kind: type[E], id_of: Callable[[E], str]) -> list[E]:
-    """The events of one kind, the first copy of each id only (later copies are duplicates)."""
-    seen: dict[str, E] = {}
+    """The events of one kind, the first copy of each id only (later copies are duplicates).
+
+    Ids are unique per (business, customer): the service keeps no state across pairs.
+    """
+    seen: dict[tuple[str, str, str], E] = {}
     for e in events:
         if isinstance(e, kind):
-            seen.setdefault(id_of(e), e)
+            seen.setdefault((e.business_id, e.customer_id, id_of(e)), e)  # type: ignore[attr-defined]
     return list(seen.values())
 
 

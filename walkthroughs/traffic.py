@@ -42,14 +42,19 @@ def generate(
     days: int = 3,
     duplicate_rate: float = 0.03,
     bad_records: bool = True,
+    prefix: str = "",
 ) -> Traffic:
-    """Generate traffic for ``customers`` customers spread over ``businesses`` businesses."""
+    """Generate traffic for ``customers`` customers spread over ``businesses`` businesses.
+
+    ``prefix`` goes in front of every customer and event id, so that successive calls can bring
+    new customers (key churn) instead of the same ones again.
+    """
     rng = random.Random(seed)
     timed_messages: list[tuple[int, bytes, bytes, MessageEvent]] = []
     timed_walkins: list[tuple[int, bytes, bytes, WalkInEvent]] = []
     for c in range(customers):
         business = f"biz-{rng.randrange(businesses):03d}"
-        customer = f"cust-{c:06d}"
+        customer = f"{prefix}cust-{c:06d}"
         zone = rng.choice(ZONES)
         location = f"{business}/loc-{rng.randrange(3)}"
         last_sent = start_ns

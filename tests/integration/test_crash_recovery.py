@@ -154,3 +154,108 @@ def test_replay_through_the_backfill_topics_changes_nothing(
     assert fresh.returncode == 0, fresh.stderr
     assert deployment.mongo() == before
     assert deployment.output() == expected_walkthroughs(sample.events, WINDOW_NS)
+
+
+def test_hostile_input_goes_to_the_dlq_and_valid_records_are_unaffected(
+    deployment: Deployment,
+) -> None:
+    from tests.hostile import hostile_record
+    from walkthroughs.codec import decode_record
+    from walkthroughs.schema import DeadLetter, Origin
+
+    rng = random.Random(99)
+    sample = traffic.generate(seed=17, businesses=4, customers=500, start_ns=START_NS,
+                              bad_records=False)
+    hostile = {"m": [hostile_record(rng, walkin=False) for _ in range(300)],
+               "w": [hostile_record(rng, walkin=True) for _ in range(300)]}
+    expected_dead: dict[tuple[str, int, int], str] = {}
+    events = list(sample.events)
+    # Ids identify events (the contract): a valid record reusing an id under another
+    # (business, customer) would be a different event under the same output key, which no
+    # output can represent, so such records stay out of the corpus.
+    owner = {(type(e), e[0]): (e.business_id, e.customer_id) for e in events}
+    for suffix in ("m", "w"):
+        kept = []
+        for value in hostile[suffix]:
+            decoded = decode_record(Origin(suffix, 0, 0, None, value), frozenset({"m"}))
+            if not isinstance(decoded, DeadLetter):
+                e = decoded[0]
+                if owner.setdefault((type(e), e[0]), (e.business_id, e.customer_id)) != (
+                        e.business_id, e.customer_id):
+                    continue
+            kept.append(value)
+        hostile[suffix] = kept
+    for suffix, records, valid in (("m", sample.messages, hostile["m"]),
+                                   ("w", sample.walkins, hostile["w"])):
+        mixed = records + [(b"hostile", v) for v in valid]
+        rng.shuffle(mixed)
+        for (topic, p, o), (_, value) in zip(deployment.produce(suffix, mixed), mixed,
+                                             strict=True):
+            decoded = decode_record(Origin(topic, p, o, None, value),
+                                    frozenset({deployment.topic("m")}))
+            if isinstance(decoded, DeadLetter):
+                expected_dead[(topic, p, o)] = decoded.error
+            elif (decoded[0] not in events):
+                events.append(decoded[0])
+    run = deployment.run("-w", "2")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    dead = {(r.headers["source_topic"].decode(), int(r.headers["source_partition"]),
+             int(r.headers["source_offset"])): r.headers["error"].decode()
+            for r in deployment.dead_letters()}
+    assert dead == expected_dead
+    expected = expected_walkthroughs(events, WINDOW_NS)
+    assert deployment.output() == expected
+    docs, counts = deployment.mongo()
+    assert counts == expected_counts(expected)
+    print(f"hostile records={len(hostile['m']) + len(hostile['w'])} dead letters={len(dead)} "
+          f"reasons={sorted({e.split(' ')[0] for e in dead.values()})}")
+
+
+def stored_state(recovery: Path) -> tuple[int, int, int]:
+    """(bytes on disk, state keys of the attribute step, customers in their latest snapshots)."""
+    import pickle
+    import sqlite3
+
+    from walkthroughs.attribution import Shard
+
+    size = sum(f.stat().st_size for f in recovery.iterdir())
+    keys, customers = 0, 0
+    for part in recovery.glob("*.sqlite3"):
+        db = sqlite3.connect(part)
+        rows = db.execute(
+            "SELECT state_key, ser_change FROM snaps s WHERE step_id LIKE '%attribute' AND "
+            "snap_epoch = (SELECT MAX(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id "
+            "AND t.state_key = s.state_key)").fetchall()
+        db.close()
+        keys += len(rows)
+        for _, change in rows:
+            if change is not None:
+                customers += len(Shard.restore(pickle.loads(change)))
+    return size, keys, customers
+
+
+def test_recovery_store_stops_growing_under_key_churn(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Each run brings 3000 new customers; near-zero retention lets them go at once (whatever
+    the time between runs). The store keeps at most one row per shard, whatever the churn."""
+    from walkthroughs.attribution import STATE_SHARDS
+
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    short = {"WALKTHROUGHS_ATTRIBUTION_WINDOW": "1ms", "WALKTHROUGHS_ALLOWED_LATENESS": "0",
+             "WALKTHROUGHS_HOLD": "0"}
+    figures = []
+    for run in range(5):
+        sample = traffic.generate(seed=run, businesses=20, customers=3000, start_ns=START_NS,
+                                  bad_records=False, prefix=f"r{run}-")
+        deployment.produce("m", sample.messages)
+        deployment.produce("w", sample.walkins)
+        done = deployment.run(*recovery_args(recovery, workers=2), **short)
+        assert done.returncode == 0, done.stderr
+        figures.append(stored_state(recovery))
+    print(f"recovery store after each run (bytes, state keys, customers): {figures}")
+    sizes, keys, customers = zip(*figures, strict=True)
+    assert max(keys) <= STATE_SHARDS  # not one key per customer: 15000 came and went
+    assert all(c <= 3000 for c in customers)  # earlier runs' customers were all let go
+    assert sizes[-1] <= sizes[1] * 1.25  # the file stopped growing
