@@ -1,15 +1,25 @@
 """The composition root: ``python -m bytewax.run dataflow`` imports this and runs ``flow``.
 
 Settings come from the ``WALKTHROUGHS_*`` environment (see README); a bad one stops the process
-here, at start-up, with a message naming it.
+here, at start-up, with a message naming it. SIGTERM (what Kubernetes sends) is turned into the
+interrupt Bytewax handles like Ctrl-C: workers stop, sinks are closed (our Kafka sinks wait for
+their acknowledgements); the epoch in progress is not committed and is replayed on restart.
 """
 
 import os
+import signal
 import sys
 
 from walkthroughs.app import build_from_env
 from walkthroughs.errors import WalkthroughsError
 
+
+def _interrupt(signum: int, frame: object) -> None:
+    msg = f"signal {signum}"
+    raise KeyboardInterrupt(msg)
+
+
+signal.signal(signal.SIGTERM, _interrupt)
 try:
     flow = build_from_env(os.environ)
 except WalkthroughsError as exc:

@@ -183,7 +183,7 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def spawn(server: Server, cmd: list[str], *, cwd: Path) -> int:
+def spawn(server: Server, cmd: list[str], *, cwd: Path) -> subprocess.Popen[bytes]:
     """Start a server in its own session (so `down` can signal its whole group), log to file."""
     if port_open(server.port):
         raise StackError(
@@ -202,7 +202,7 @@ def spawn(server: Server, cmd: list[str], *, cwd: Path) -> int:
             start_new_session=True,
         )
     server.pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
+    return proc
 
 
 def log_tail(server: Server, lines: int = 40) -> str:
@@ -240,7 +240,7 @@ log.retention.hours=-1
 """
 
 
-def start_kafka() -> None:
+def start_kafka() -> subprocess.Popen[bytes]:
     libs = kafka_libs()
     home = STACK_DIR / "kafka"
     data = home / "data"
@@ -261,16 +261,17 @@ def start_kafka() -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         log(f"formatting Kafka storage in {data}")
         run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)])
-    pid = spawn(KAFKA, [*java, "kafka.Kafka", str(props)], cwd=home)
-    log(f"kafka started (pid {pid}), waiting for it to answer on {HOST}:{KAFKA_PORT}")
+    proc = spawn(KAFKA, [*java, "kafka.Kafka", str(props)], cwd=home)
+    log(f"kafka started (pid {proc.pid}), waiting for it to answer on {HOST}:{KAFKA_PORT}")
+    return proc
 
 
-def start_ferretdb() -> None:
+def start_ferretdb() -> subprocess.Popen[bytes]:
     binary = ferretdb_binary()
     home = STACK_DIR / "ferretdb"
     data = home / "data"
     data.mkdir(parents=True, exist_ok=True)
-    pid = spawn(
+    proc = spawn(
         FERRETDB,
         [
             str(binary),
@@ -284,7 +285,8 @@ def start_ferretdb() -> None:
         ],
         cwd=home,
     )
-    log(f"ferretdb started (pid {pid}), waiting for it to answer on {HOST}:{MONGO_PORT}")
+    log(f"ferretdb started (pid {proc.pid}), waiting for it to answer on {HOST}:{MONGO_PORT}")
+    return proc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,11 +357,15 @@ def ferretdb_answers() -> None:
 CHECKS = {KAFKA.name: kafka_answers, FERRETDB.name: ferretdb_answers}
 
 
-def wait_ready(server: Server) -> None:
+def wait_ready(server: Server, proc: subprocess.Popen[bytes] | None) -> None:
+    """Wait until the server answers; ``proc`` is set when we just started it."""
     deadline = time.monotonic() + START_TIMEOUT_S
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        if server.running_pid() is None:
+        # A process we just forked shows its parent's command line until it execs, so ask
+        # the Popen object, not /proc, whether it is still alive.
+        alive = proc.poll() is None if proc is not None else server.running_pid() is not None
+        if not alive:
             raise StackError(f"{server.name} exited during start-up; log tail:\n{log_tail(server)}")
         if port_open(server.port):
             try:
@@ -382,13 +388,14 @@ def wait_ready(server: Server) -> None:
 def up() -> None:
     started = time.monotonic()
     starters = {KAFKA.name: start_kafka, FERRETDB.name: start_ferretdb}
+    spawned: dict[str, subprocess.Popen[bytes]] = {}
     for server in (KAFKA, FERRETDB):
         if server.running_pid() is None:
-            starters[server.name]()
+            spawned[server.name] = starters[server.name]()
         else:
             log(f"{server.name} already running (pid {server.running_pid()})")
     for server in (KAFKA, FERRETDB):
-        wait_ready(server)
+        wait_ready(server, spawned.get(server.name))
         log(f"{server.name} answers on {HOST}:{server.port}")
     log(f"stack up in {time.monotonic() - started:.1f}s")
 

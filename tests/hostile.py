@@ -37,36 +37,67 @@ def timestamp(seconds: int, nanos: int = 0) -> bytes:
 
 def hostile_record(rng: random.Random, walkin: bool) -> bytes | None:
     """One record of a randomly chosen hostile kind (some turn out valid: the test decides)."""
-    ids = [f"id-{rng.randrange(10**6)}", "", "\x00\x01\x7f", "x" * rng.choice([1, 5000, 200_000]),
-           "é😀:\n\t", "\u202e" * 3]
+    ids = [
+        f"id-{rng.randrange(10**6)}",
+        "",
+        "\x00\x01\x7f",
+        "x" * rng.choice([1, 5000, 200_000]),
+        "é😀:\n\t",
+        "\u202e" * 3,
+    ]
     kind = rng.randrange(9)
     if kind == 0:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
     if kind == 1:  # a valid record, truncated
-        valid = (pb.WalkIn(walkin_id="w", business_id="b", customer_id="c",
-                           started_at=Timestamp(seconds=1_800_000_000)) if walkin else
-                 pb.ZenreachMessage(message_id="m", business_id="b", customer_id="c",
-                                    sent_at=Timestamp(seconds=1_800_000_000))).SerializeToString()
+        valid = (
+            pb.WalkIn(
+                walkin_id="w",
+                business_id="b",
+                customer_id="c",
+                started_at=Timestamp(seconds=1_800_000_000),
+            )
+            if walkin
+            else pb.ZenreachMessage(
+                message_id="m",
+                business_id="b",
+                customer_id="c",
+                sent_at=Timestamp(seconds=1_800_000_000),
+            )
+        ).SerializeToString()
         return valid[: rng.randrange(len(valid))]
     if kind == 2:  # wrong wire types in known field numbers
-        return b"".join(field(n, rng.choice([0, 1, 5]), rng.randrange(-(2**40), 2**40))
-                        for n in range(1, 8))
+        return b"".join(
+            field(n, rng.choice([0, 1, 5]), rng.randrange(-(2**40), 2**40)) for n in range(1, 8)
+        )
     if kind == 3:  # extreme and negative timestamps
         seconds = rng.choice([-(2**62), -1, 0, 946_684_799, 4_133_980_800, 2**62, 1_800_000_000])
         nanos = rng.choice([0, -1, 10**9, 2**31 - 1, 999_999_999])
-        return (field(1, 2, rng.choice(ids)) + field(2, 2, "b") + field(3, 2, "c")
-                + field(5, 2, timestamp(seconds, nanos)))
+        return (
+            field(1, 2, rng.choice(ids))
+            + field(2, 2, "b")
+            + field(3, 2, "c")
+            + field(5, 2, timestamp(seconds, nanos))
+        )
     if kind == 4:  # invalid UTF-8 in a string field
         return field(1, 2, b"\xff\xfe\xfd") + field(2, 2, "b") + field(3, 2, "c")
     if kind == 5:  # odd ids: empty, control characters, huge, bidi overrides
-        return (field(1, 2, rng.choice(ids)) + field(2, 2, rng.choice(ids))
-                + field(3, 2, rng.choice(ids)) + field(5, 2, timestamp(1_800_000_000)))
+        return (
+            field(1, 2, rng.choice(ids))
+            + field(2, 2, rng.choice(ids))
+            + field(3, 2, rng.choice(ids))
+            + field(5, 2, timestamp(1_800_000_000))
+        )
     if kind == 6:  # out-of-range enum, or a garbage timezone
         tail = field(7, 2, rng.choice(["Mars/Base", "../../etc/passwd", "UTC\x00", "Z" * 300]))
         if not walkin:
             tail = field(4, 0, rng.choice([5, -1, 2**31 - 1, 2**63]))
-        return (field(1, 2, "e") + field(2, 2, "b") + field(3, 2, "c")
-                + field(5, 2, timestamp(1_800_000_000)) + tail)
+        return (
+            field(1, 2, "e")
+            + field(2, 2, "b")
+            + field(3, 2, "c")
+            + field(5, 2, timestamp(1_800_000_000))
+            + tail
+        )
     if kind == 7:  # length prefix larger than the record
         return b"\x0a\xff\xff\xff\x0f" + b"x" * rng.randrange(10)
     return None  # a tombstone

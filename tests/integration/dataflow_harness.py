@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
@@ -93,13 +94,14 @@ class Deployment:
             check=False,
         )
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        """Start the dataflow in the background (live mode unless told otherwise)."""
+    def start(self, *args: str, log: Path | None = None, **env: str) -> subprocess.Popen[str]:
+        """Start the dataflow in the background; its output goes to ``log`` (or a pipe)."""
+        out = log.open("w") if log is not None else subprocess.PIPE
         return subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflow", *args],
             cwd=REPO,
             env=self.env(**env),
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -169,3 +171,17 @@ def chunks(items: list[Any], n: int) -> list[list[Any]]:
     """Split a list into ``n`` consecutive parts of nearly equal size."""
     size = -(-len(items) // n)
     return [items[i * size : (i + 1) * size] for i in range(n)]
+
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout_s: float = 90) -> T:
+    """Poll until ``check()`` returns something truthy: waits for an event, not for a time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    msg = f"condition not met within {timeout_s}s"
+    raise AssertionError(msg)

@@ -11,10 +11,7 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.dataflow_harness import (
     Deployment,
@@ -29,16 +26,6 @@ from walkthroughs.codec import to_mongo_doc
 
 WINDOW_NS = 7 * traffic.DAY
 START_NS = time.time_ns() - 3 * traffic.DAY
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, unique_name: str) -> Iterator[Deployment]:
-    from tests.conftest import MONGO_URI
-
-    d = Deployment(unique_name, kafka_bootstrap, MONGO_URI)
-    d.create()
-    yield d
-    d.delete()
 
 
 def assert_exact(deployment: Deployment, sample: traffic.Traffic) -> dict[str, object]:
@@ -79,7 +66,9 @@ def test_kill_9_anywhere_then_resume_is_exact(deployment: Deployment, tmp_path: 
             crashes.append(("kafka.before_confirm", run.returncode))
         else:  # at a random moment of a live run
             proc = deployment.start(
-                *recovery_args(recovery, workers=2), WALKTHROUGHS_STOP_AT_END="0"
+                *recovery_args(recovery, workers=2),
+                log=tmp_path / f"live-{i}.log",
+                WALKTHROUGHS_STOP_AT_END="0",
             )
             time.sleep(rng.uniform(1.0, 4.0))  # the kill moment is random, nothing waits on it
             proc.send_signal(signal.SIGKILL)
@@ -164,10 +153,13 @@ def test_hostile_input_goes_to_the_dlq_and_valid_records_are_unaffected(
     from walkthroughs.schema import DeadLetter, Origin
 
     rng = random.Random(99)
-    sample = traffic.generate(seed=17, businesses=4, customers=500, start_ns=START_NS,
-                              bad_records=False)
-    hostile = {"m": [hostile_record(rng, walkin=False) for _ in range(300)],
-               "w": [hostile_record(rng, walkin=True) for _ in range(300)]}
+    sample = traffic.generate(
+        seed=17, businesses=4, customers=500, start_ns=START_NS, bad_records=False
+    )
+    hostile = {
+        "m": [hostile_record(rng, walkin=False) for _ in range(300)],
+        "w": [hostile_record(rng, walkin=True) for _ in range(300)],
+    }
     expected_dead: dict[tuple[str, int, int], str] = {}
     events = list(sample.events)
     # Ids identify events (the contract): a valid record reusing an id under another
@@ -181,35 +173,46 @@ def test_hostile_input_goes_to_the_dlq_and_valid_records_are_unaffected(
             if not isinstance(decoded, DeadLetter):
                 e = decoded[0]
                 if owner.setdefault((type(e), e[0]), (e.business_id, e.customer_id)) != (
-                        e.business_id, e.customer_id):
+                    e.business_id,
+                    e.customer_id,
+                ):
                     continue
             kept.append(value)
         hostile[suffix] = kept
-    for suffix, records, valid in (("m", sample.messages, hostile["m"]),
-                                   ("w", sample.walkins, hostile["w"])):
+    for suffix, records, valid in (
+        ("m", sample.messages, hostile["m"]),
+        ("w", sample.walkins, hostile["w"]),
+    ):
         mixed = records + [(b"hostile", v) for v in valid]
         rng.shuffle(mixed)
-        for (topic, p, o), (_, value) in zip(deployment.produce(suffix, mixed), mixed,
-                                             strict=True):
-            decoded = decode_record(Origin(topic, p, o, None, value),
-                                    frozenset({deployment.topic("m")}))
+        for (topic, p, o), (_, value) in zip(deployment.produce(suffix, mixed), mixed, strict=True):
+            decoded = decode_record(
+                Origin(topic, p, o, None, value), frozenset({deployment.topic("m")})
+            )
             if isinstance(decoded, DeadLetter):
                 expected_dead[(topic, p, o)] = decoded.error
-            elif (decoded[0] not in events):
+            elif decoded[0] not in events:
                 events.append(decoded[0])
     run = deployment.run("-w", "2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
-    dead = {(r.headers["source_topic"].decode(), int(r.headers["source_partition"]),
-             int(r.headers["source_offset"])): r.headers["error"].decode()
-            for r in deployment.dead_letters()}
+    dead = {
+        (
+            r.headers["source_topic"].decode(),
+            int(r.headers["source_partition"]),
+            int(r.headers["source_offset"]),
+        ): r.headers["error"].decode()
+        for r in deployment.dead_letters()
+    }
     assert dead == expected_dead
     expected = expected_walkthroughs(events, WINDOW_NS)
     assert deployment.output() == expected
-    docs, counts = deployment.mongo()
+    _, counts = deployment.mongo()
     assert counts == expected_counts(expected)
-    print(f"hostile records={len(hostile['m']) + len(hostile['w'])} dead letters={len(dead)} "
-          f"reasons={sorted({e.split(' ')[0] for e in dead.values()})}")
+    print(
+        f"hostile records={len(hostile['m']) + len(hostile['w'])} dead letters={len(dead)} "
+        f"reasons={sorted({e.split(' ')[0] for e in dead.values()})}"
+    )
 
 
 def stored_state(recovery: Path) -> tuple[int, int, int]:
@@ -226,7 +229,8 @@ def stored_state(recovery: Path) -> tuple[int, int, int]:
         rows = db.execute(
             "SELECT state_key, ser_change FROM snaps s WHERE step_id LIKE '%attribute' AND "
             "snap_epoch = (SELECT MAX(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id "
-            "AND t.state_key = s.state_key)").fetchall()
+            "AND t.state_key = s.state_key)"
+        ).fetchall()
         db.close()
         keys += len(rows)
         for _, change in rows:
@@ -243,12 +247,21 @@ def test_recovery_store_stops_growing_under_key_churn(
     from walkthroughs.attribution import STATE_SHARDS
 
     recovery = init_recovery(tmp_path / "recovery", 2)
-    short = {"WALKTHROUGHS_ATTRIBUTION_WINDOW": "1ms", "WALKTHROUGHS_ALLOWED_LATENESS": "0",
-             "WALKTHROUGHS_HOLD": "0"}
+    short = {
+        "WALKTHROUGHS_ATTRIBUTION_WINDOW": "1ms",
+        "WALKTHROUGHS_ALLOWED_LATENESS": "0",
+        "WALKTHROUGHS_HOLD": "0",
+    }
     figures = []
     for run in range(5):
-        sample = traffic.generate(seed=run, businesses=20, customers=3000, start_ns=START_NS,
-                                  bad_records=False, prefix=f"r{run}-")
+        sample = traffic.generate(
+            seed=run,
+            businesses=20,
+            customers=3000,
+            start_ns=START_NS,
+            bad_records=False,
+            prefix=f"r{run}-",
+        )
         deployment.produce("m", sample.messages)
         deployment.produce("w", sample.walkins)
         done = deployment.run(*recovery_args(recovery, workers=2), **short)

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from tests.integration.dataflow_harness import Deployment, expected_counts
+from tests.integration.dataflow_harness import Deployment, expected_counts, wait_for
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 from walkthroughs.codec import to_mongo_doc
 
 WINDOW_NS = timedelta(days=7) // timedelta(microseconds=1) * 1000
 START_NS = time.time_ns() - 3 * traffic.DAY
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, unique_name: str) -> Iterator[Deployment]:
-    from tests.conftest import MONGO_URI
-
-    d = Deployment(unique_name, kafka_bootstrap, MONGO_URI)
-    d.create()
-    yield d
-    d.delete()
 
 
 def split_live_backfill(records: list[tuple[bytes, bytes | None]], seed: int) -> tuple[list, list]:
@@ -126,17 +116,7 @@ def test_walkins_first_then_messages_in_a_resumed_run(deployment: Deployment, tm
     assert len(deployment.dead_letters()) == sample.bad
 
 
-def wait_for(check, timeout_s: float = 60):
-    """Poll until ``check()`` returns something truthy: waits for an event, not for a time."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"condition not met within {timeout_s}s")
-
-
-def test_live_run_emits_early_then_revises(deployment: Deployment) -> None:
+def test_live_run_emits_early_then_revises(deployment: Deployment, tmp_path: Path) -> None:
     from walkthroughs.codec import encode_message, encode_walkin, local_date
     from walkthroughs.schema import Channel, MessageEvent, WalkInEvent
 
@@ -145,7 +125,10 @@ def test_live_run_emits_early_then_revises(deployment: Deployment) -> None:
     first = MessageEvent("m-early", "b", "c", t - 2 * traffic.HOUR, Channel.EMAIL, "")
     later = MessageEvent("m-later", "b", "c", t - traffic.HOUR, Channel.SMS, "camp")
     proc = deployment.start(
-        WALKTHROUGHS_STOP_AT_END="0", WALKTHROUGHS_HOLD="0", WALKTHROUGHS_FLUSH_INTERVAL="100ms"
+        log=tmp_path / "live.log",
+        WALKTHROUGHS_STOP_AT_END="0",
+        WALKTHROUGHS_HOLD="0",
+        WALKTHROUGHS_FLUSH_INTERVAL="100ms",
     )
     try:
         deployment.produce("m", [(b"m-early", encode_message(first))])

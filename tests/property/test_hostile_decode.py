@@ -25,9 +25,16 @@ def test_hostile_records_decode_or_dead_letter(seed: int, walkin: bool) -> None:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 40), st.sampled_from([0, 1, 2, 5]),
-                          st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=50)),
-                max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 40),
+            st.sampled_from([0, 1, 2, 5]),
+            st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=50),
+        ),
+        max_size=12,
+    )
+)
 def test_random_wire_fields_decode_or_dead_letter(fields: list[tuple[int, int, object]]) -> None:
     raw = b"".join(
         field(n, wt, v if (wt == 2) == isinstance(v, bytes) else (0 if wt != 2 else b""))  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""Stopping, outages and secrets, on the real stack."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.dataflow_harness import (
+    REPO,
+    Deployment,
+    init_recovery,
+    recovery_args,
+    wait_for,
+)
+from tests.integration.test_crash_recovery import START_NS, assert_exact
+from walkthroughs import traffic
+
+
+def test_sigterm_stops_promptly_and_a_restart_completes(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    sample = traffic.generate(seed=3, businesses=4, customers=800, start_ns=START_NS)
+    deployment.produce("m", sample.messages)
+    deployment.produce("w", sample.walkins)
+    proc = deployment.start(
+        *recovery_args(recovery, workers=2), WALKTHROUGHS_STOP_AT_END="0", WALKTHROUGHS_HOLD="0"
+    )
+    wait_for(lambda: len(deployment.output()) > 10)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    out, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 30, out
+    assert proc.returncode != -signal.SIGTERM, "SIGTERM must be handled, not fatal"
+
+    final = deployment.run(*recovery_args(recovery, workers=1))
+    assert final.returncode == 0, final.stderr
+    assert_exact(deployment, sample)
+
+
+def _localstack():
+    """The project's stack manager, to stop and start one server of the shared local stack."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("localstack", REPO / "stack" / "localstack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stack() -> Iterator[object]:
+    """Yields the stack manager; whatever a test stopped is running again afterwards."""
+    module = _localstack()
+    try:
+        yield module
+    finally:
+        module.up()
+
+
+def test_kafka_outage_longer_than_the_delivery_timeout_stops_loudly_then_restart_completes(
+    deployment: Deployment, stack: object, tmp_path: Path
+) -> None:
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    sample = traffic.generate(seed=12, businesses=4, customers=600, start_ns=START_NS)
+    log = tmp_path / "live.log"
+    proc = deployment.start(
+        *recovery_args(recovery, workers=2),
+        log=log,
+        WALKTHROUGHS_STOP_AT_END="0",
+        WALKTHROUGHS_HOLD="3s",
+        WALKTHROUGHS_KAFKA_MESSAGE_TIMEOUT_MS="3000",
+    )
+    try:
+        deployment.produce("m", sample.messages)
+        deployment.produce("w", sample.walkins)
+        wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # inputs are being read
+        stack.stop(stack.KAFKA)  # type: ignore[attr-defined]  # walk-ins fall due meanwhile
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode != 0
+    assert "failed: " in text
+    assert "stopping so recovery replays" in text
+    stack.up()  # type: ignore[attr-defined]
+    final = deployment.run(*recovery_args(recovery, workers=2))
+    assert final.returncode == 0, final.stderr
+    assert_exact(deployment, sample)
+
+
+def test_short_kafka_outage_is_ridden_out(
+    deployment: Deployment, stack: object, tmp_path: Path
+) -> None:
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    sample = traffic.generate(seed=13, businesses=4, customers=600, start_ns=START_NS)
+    first, second = (
+        sample.messages[: len(sample.messages) // 2],
+        sample.messages[len(sample.messages) // 2 :],
+    )
+    log = tmp_path / "live.log"
+    proc = deployment.start(
+        *recovery_args(recovery, workers=2),
+        log=log,
+        WALKTHROUGHS_STOP_AT_END="0",
+        WALKTHROUGHS_HOLD="0",
+    )
+    try:
+        deployment.produce("w", sample.walkins)
+        deployment.produce("m", first)
+        wait_for(lambda: len(deployment.output()) > 10)
+        stack.stop(stack.KAFKA)  # type: ignore[attr-defined]
+        stack.up()  # type: ignore[attr-defined]  # back well within the 30 s delivery timeout
+        deployment.produce("m", second)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        expected_n = len(
+            __import__("tests.reference", fromlist=["x"]).expected_walkthroughs(
+                sample.events, 7 * traffic.DAY
+            )
+        )
+        wait_for(lambda: len(deployment.output()) == expected_n)
+        assert proc.poll() is None, "the dataflow survived the outage by itself"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    final = deployment.run(*recovery_args(recovery, workers=2))
+    assert final.returncode == 0, final.stderr
+    assert_exact(deployment, sample)
+
+
+def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
+    deployment: Deployment, stack: object, tmp_path: Path
+) -> None:
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    sample = traffic.generate(seed=14, businesses=4, customers=600, start_ns=START_NS)
+    deployment.produce("m", sample.messages)
+    deployment.produce("w", sample.walkins)
+    stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
+    run = deployment.run(*recovery_args(recovery, workers=2), WALKTHROUGHS_MONGO_RETRY_LIMIT="3s")
+    assert run.returncode != 0
+    assert "mongo_retry" in run.stderr + run.stdout
+    assert "MongoDB unavailable for 3s" in run.stderr + run.stdout
+    stack.up()  # type: ignore[attr-defined]
+    final = deployment.run(*recovery_args(recovery, workers=2))
+    assert final.returncode == 0, final.stderr
+    assert_exact(deployment, sample)
+
+
+def test_mongo_outage_within_the_limit_is_ridden_out(
+    deployment: Deployment, stack: object, tmp_path: Path
+) -> None:
+    sample = traffic.generate(seed=15, businesses=4, customers=600, start_ns=START_NS)
+    deployment.produce("m", sample.messages)
+    deployment.produce("w", sample.walkins)
+    log = tmp_path / "run.log"
+    stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
+    proc = deployment.start("-w", "2", log=log, WALKTHROUGHS_STOP_AT_END="1")
+    try:
+        wait_for(lambda: "mongo_retry" in log.read_text())  # it noticed, and it is retrying
+        stack.up()  # type: ignore[attr-defined]
+        assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_exact(deployment, sample)
+
+
+def test_secrets_never_reach_the_logs(deployment: Deployment) -> None:
+    """A planted password in the Kafka and MongoDB settings appears in no log line, not even
+    in the settings logged at start-up or in the error that stops the worker."""
+    planted = "planted-Secret-7f3a"
+    sample = traffic.generate(seed=16, businesses=2, customers=100, start_ns=START_NS)
+    deployment.produce("m", sample.messages)
+    deployment.produce("w", sample.walkins)
+    run = deployment.run(
+        WALKTHROUGHS_KAFKA_SASL_USERNAME="svc",
+        WALKTHROUGHS_KAFKA_SASL_PASSWORD=planted,
+        WALKTHROUGHS_MONGO_URI=f"mongodb://svc:{planted}@127.0.0.1:1/?serverSelectionTimeoutMS=200",
+        WALKTHROUGHS_MONGO_RETRY_LIMIT="1s",
+        WALKTHROUGHS_LOG_LEVEL="DEBUG",
+    )
+    logs = run.stdout + run.stderr
+    assert run.returncode != 0  # MongoDB is unreachable: the worker stopped
+    assert "MongoDB unavailable" in logs
+    assert "mongodb://svc:***@127.0.0.1:1" in logs  # the settings were logged, redacted
+    assert "'sasl.password': '***'" in logs
+    assert planted not in logs
