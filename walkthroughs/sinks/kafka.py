@@ -17,6 +17,7 @@ shared by all the sink partitions a process owns (librdkafka producers are threa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import zlib
@@ -31,6 +32,7 @@ from walkthroughs.codec import encode_walkthrough
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Attributed, DeadLetter
 
+log = logging.getLogger(__name__)
 X = TypeVar("X")
 Headers = list[tuple[str, str | bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers | None]  # key, value, headers
@@ -115,6 +117,8 @@ class _CheckedProducer:
 
     def _fail(self, why: str) -> None:
         msg = f"writing to Kafka topic {self.topic!r} failed: {why}; stopping so recovery replays"
+        # Logged as well as raised: a multi-process Bytewax cluster may not print the traceback.
+        log.error("kafka_sink_failed topic=%s reason=%s", self.topic, why)
         raise SinkUnavailableError(msg)
 
 

@@ -226,6 +226,7 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
                         f"MongoDB unavailable for {self._retry_limit_s:.0f}s during {what} "
                         f"({attempt} attempts): {type(exc).__name__}; stopping so recovery replays"
                     )
+                    log.error("mongo_sink_failed what=%s attempts=%d", what, attempt)
                     raise SinkUnavailableError(msg) from exc
                 log.warning(
                     "mongo_retry what=%s attempt=%d delay_s=%.1f error=%s",
