@@ -136,7 +136,8 @@ class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
         self._config = producer_config(kafka_config, delivery_timeout_s)
         self._topic = topic
         self._serialize = serialize
-        self._timeout_s = delivery_timeout_s
+        # Wait as long as librdkafka keeps trying (a pass-through may have changed it).
+        self._timeout_s = int(str(self._config["message.timeout.ms"])) / 1000
         # All workers of a process share this sink object, hence one producer per process.
         self._producer: _CheckedProducer | None = None
         self._lock = threading.Lock()
