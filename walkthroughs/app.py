@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from bytewax.dataflow import Dataflow
 
+from walkthroughs import logs
 from walkthroughs.clock import system_now_ns
 from walkthroughs.config import Settings
 from walkthroughs.flow import Sinks, build_flow
@@ -25,10 +26,8 @@ log = logging.getLogger("walkthroughs")
 def build_from_env(environ: Mapping[str, str]) -> Dataflow:
     """Read the settings, check the outside world, and assemble the dataflow."""
     settings = Settings.from_env(environ)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    log.info("starting settings=%s", settings.describe())
+    logs.configure(settings.log_level)
+    log.info("starting", extra={"fields": {"settings": settings.describe()}})
     kafka = settings.kafka_config()
     timeout_s = settings.startup_timeout.total_seconds()
     inputs = [*settings.messages_topics, *settings.walkins_topics]

@@ -189,6 +189,14 @@ class Shard:
     def __len__(self) -> int:
         return len(self.customers)
 
+    def retained(self) -> tuple[int, int]:
+        """Count the (messages, walk-ins) held: O(customers), so call it once per epoch."""
+        messages = walkins = 0
+        for state in self.customers.values():
+            messages += len(state.messages)
+            walkins += len(state.walkins)
+        return messages, walkins
+
     def dump(self) -> bytes:
         """Serialize for a recovery snapshot: a copy later changes cannot reach."""
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -368,7 +376,7 @@ def _expire(
         if walkin.pending and walkin.decide_at_ns <= now_ns:
             walkin.decide_at_ns = _DECIDED
             if walkin.best is not None:
-                out.append(_attributed(key, walkin, revision=False))
+                out.append(_attributed(key, walkin, revision=False, at_decision=True))
         if walkin.expires_at_ns > now_ns:
             kept.append(walkin)
         else:
@@ -390,7 +398,9 @@ def _expire(
             state.forgotten = latest_gone
 
 
-def _attributed(key: CustomerKey, walkin: _WalkIn, *, revision: bool) -> Attributed:
+def _attributed(
+    key: CustomerKey, walkin: _WalkIn, *, revision: bool, at_decision: bool = False
+) -> Attributed:
     message = walkin.best
     if message is None:  # callers emit only attributed walk-ins
         msg = f"walk-in {walkin.walkin_id!r} has no attribution to emit"
@@ -408,4 +418,4 @@ def _attributed(key: CustomerKey, walkin: _WalkIn, *, revision: bool) -> Attribu
         sent_at_ns,
         walkin.local_date,
     )
-    return Attributed(walkthrough, walkin.read_at_ns, revision)
+    return Attributed(walkthrough, walkin.read_at_ns, revision, at_decision)

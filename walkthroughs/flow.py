@@ -19,6 +19,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
+from walkthroughs import metrics
 from walkthroughs.attribution import Output, Rules, Shard, shard_of
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import decode_record
@@ -58,6 +59,7 @@ def build_flow(
     def decode(origin: Origin) -> tuple[str, Event | DeadLetter]:
         decoded = decode_record(origin, message_topics)
         if isinstance(decoded, DeadLetter):
+            metrics.DEAD_LETTERS.labels(decoded.reason.value).inc()
             return _by_source(decoded), decoded
         event = decoded[0]
         return shard_of(event.business_id, event.customer_id), decoded
@@ -92,6 +94,7 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
         self._rules = rules
         self._now = now
         self._flush_ns = flush_interval_ns
+        self._reported = (0, 0, 0)  # (customers, messages, walk-ins) last added to the gauges
 
     def on_batch(self, values: list[Event]) -> tuple[list[Output], bool]:
         """Apply the batch's events, then whatever fell due meanwhile."""
@@ -100,16 +103,17 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
         for event, origin in values:
             out += self._shard.apply(event, origin, now, self._rules)
         out += self._shard.expire(now, self._rules)
-        return out, self._discard()
+        return self._measured(out, now), self._discard()
 
     def on_notify(self) -> tuple[list[Output], bool]:
         """Decide and let go of what is due."""
-        return self._shard.expire(self._now(), self._rules), self._discard()
+        now = self._now()
+        return self._measured(self._shard.expire(now, self._rules), now), self._discard()
 
     def on_eof(self) -> tuple[list[Output], bool]:
         """Make every pending first decision (input ended: bounded mode)."""
-        # End of input happens only in bounded mode: make every remaining first decision.
-        return self._shard.decide_all(self._now(), self._rules), self._discard()
+        now = self._now()
+        return self._measured(self._shard.decide_all(now, self._rules), now), self._discard()
 
     def notify_at(self) -> datetime | None:
         """Wake at the next deadline, rounded up to the flush grid so timers fire together."""
@@ -121,10 +125,34 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
 
     def snapshot(self) -> bytes:
         """Return the shard pickled now: later callbacks cannot alter a snapshot in flight."""
+        self._report_state((len(self._shard), *self._shard.retained()))
         return self._shard.dump()
 
     def _discard(self) -> bool:
-        return len(self._shard) == 0
+        if len(self._shard):
+            return False
+        self._report_state((0, 0, 0))
+        return True
+
+    def _report_state(self, now: tuple[int, int, int]) -> None:
+        """Move the process-wide state gauges by this shard's change since it last reported."""
+        gauges = (metrics.STATE_CUSTOMERS, metrics.STATE_MESSAGES, metrics.STATE_WALKINS)
+        for gauge, new, old in zip(gauges, now, self._reported, strict=True):
+            if new != old:
+                gauge.inc(new - old)
+        self._reported = now
+
+    @staticmethod
+    def _measured(out: list[Output], now_ns: int) -> list[Output]:
+        for item in out:
+            if isinstance(item, Attributed):
+                metrics.EMITTED.labels("revision" if item.revision else "first").inc()
+                if item.at_decision:
+                    metrics.DECISION_LATENCY.observe((now_ns - item.read_at_ns) / NS)
+            else:
+                metrics.LATE_EVENTS.inc()
+                metrics.DEAD_LETTERS.labels(item.reason.value).inc()
+        return out
 
 
 def _holds_dead_letter(item: tuple[str, object]) -> bool:

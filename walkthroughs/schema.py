@@ -93,6 +93,7 @@ class Attributed(NamedTuple):
     walkthrough: Walkthrough
     read_at_ns: int  # processing time the walk-in was read: latency = emit time - this
     revision: bool  # False for a walk-in's first walkthrough, True when it replaces an earlier one
+    at_decision: bool = False  # emitted by the walk-in's first decision (hold passed, or EOF)
 
 
 class DeadLetter(NamedTuple):

@@ -49,7 +49,7 @@ def test_first_decision_waits_for_hold_and_uses_messages_read_meanwhile() -> Non
     assert shard.expire(HOLD - 1, RULES) == []
     out = shard.expire(HOLD, RULES)
     assert ids(out) == [("w", "m1")]
-    assert out[0] == Attributed(out[0].walkthrough, 0, revision=False)
+    assert out[0] == Attributed(out[0].walkthrough, 0, revision=False, at_decision=True)
     assert out[0].walkthrough.business_id == "b"
     assert out[0].walkthrough.local_date == "2030-03-17"
 

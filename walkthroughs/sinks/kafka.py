@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
-from walkthroughs import failpoints
+from walkthroughs import failpoints, metrics
 from walkthroughs.codec import encode_walkthrough
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Attributed, DeadLetter
@@ -83,6 +83,8 @@ class _CheckedProducer:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._failures: list[str] = []
+        self.batch_size = metrics.SINK_BATCH_SIZE.labels(f"kafka:{topic}")
+        self.retries = metrics.SINK_RETRIES.labels(f"kafka:{topic}")
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -99,6 +101,7 @@ class _CheckedProducer:
                     )
                     break
                 except BufferError:  # local queue full: let deliveries drain, within limits
+                    self.retries.inc()
                     if time.monotonic() > deadline:
                         self._fail(f"local queue stayed full for {self.timeout_s:.0f}s")
                     self.producer.poll(0.05)
@@ -118,7 +121,7 @@ class _CheckedProducer:
     def _fail(self, why: str) -> None:
         msg = f"writing to Kafka topic {self.topic!r} failed: {why}; stopping so recovery replays"
         # Logged as well as raised: a multi-process Bytewax cluster may not print the traceback.
-        log.error("kafka_sink_failed topic=%s reason=%s", self.topic, why)
+        log.error("kafka_sink_failed", extra={"fields": {"topic": self.topic, "reason": why}})
         raise SinkUnavailableError(msg)
 
 
@@ -164,6 +167,7 @@ class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):
         self._serialize = serialize
 
     def write_batch(self, values: list[X]) -> None:
+        self._producer.batch_size.observe(len(values))
         self._producer.send([self._serialize(v) for v in values])
 
     def snapshot(self) -> None:

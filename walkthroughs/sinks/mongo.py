@@ -37,7 +37,7 @@ from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure, PyMongoError
 
-from walkthroughs import failpoints
+from walkthroughs import failpoints, metrics
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Walkthrough
@@ -194,15 +194,15 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
         self._monotonic = monotonic
 
     def write_batch(self, values: list[Walkthrough]) -> None:
+        metrics.SINK_BATCH_SIZE.labels("mongo").observe(len(values))
         started = time.monotonic()
         written = self.with_retries(
             "write_walkthroughs", lambda: write_walkthroughs(self._db, values)
         )
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         log.debug(
-            "mongo_batch count=%d written=%d elapsed_ms=%.1f",
-            len(values),
-            written,
-            (time.monotonic() - started) * 1000,
+            "mongo_batch",
+            extra={"fields": {"count": len(values), "written": written, "elapsed_ms": elapsed_ms}},
         )
 
     def snapshot(self) -> None:
@@ -226,14 +226,21 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
                         f"MongoDB unavailable for {self._retry_limit_s:.0f}s during {what} "
                         f"({attempt} attempts): {type(exc).__name__}; stopping so recovery replays"
                     )
-                    log.error("mongo_sink_failed what=%s attempts=%d", what, attempt)
+                    log.error(
+                        "mongo_sink_failed", extra={"fields": {"what": what, "attempts": attempt}}
+                    )
                     raise SinkUnavailableError(msg) from exc
+                metrics.SINK_RETRIES.labels("mongo").inc()
                 log.warning(
-                    "mongo_retry what=%s attempt=%d delay_s=%.1f error=%s",
-                    what,
-                    attempt,
-                    delay,
-                    type(exc).__name__,
+                    "mongo_retry",
+                    extra={
+                        "fields": {
+                            "what": what,
+                            "attempt": attempt,
+                            "delay_s": delay,
+                            "error": type(exc).__name__,
+                        }
+                    },
                 )
                 self._sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -18,18 +18,21 @@ Partition names are ``<topic>#<partition>``; they are part of the recovery forma
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from walkthroughs import metrics
 from walkthroughs.errors import WalkthroughsError
 from walkthroughs.schema import Origin
 
 log = logging.getLogger(__name__)
 
 IDLE_BACKOFF = timedelta(milliseconds=20)  # how long to leave an empty partition alone
+LAG_INTERVAL_S = 1.0  # how often a partition publishes its consumer lag
 
 
 class SourceError(WalkthroughsError):
@@ -148,6 +151,9 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         if not self._done:
             self._consumer.assign([TopicPartition(topic, partition, start)])
         self._idle_until: datetime | None = None
+        self._read = metrics.RECORDS_READ.labels(topic)
+        self._lag = metrics.CONSUMER_LAG.labels(topic, str(partition))
+        self._lag_due = 0.0
 
     def next_batch(self) -> list[Origin]:
         """Return what librdkafka has prefetched, without waiting; end at the end offset."""
@@ -171,6 +177,8 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         if self._end is not None and not self._done:
             self._done = self._next >= self._end or self._caught_up_past_gaps()
         self._idle_until = None if batch else datetime.now(UTC) + IDLE_BACKOFF
+        self._read.inc(len(batch))
+        self._measure_lag()
         return batch
 
     def next_awake(self) -> datetime | None:
@@ -184,6 +192,16 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
     def close(self) -> None:
         """Leave the partition."""
         self._consumer.close()
+
+    def _measure_lag(self) -> None:
+        """Publish the lag from the last fetch's high watermark (cached: no broker round trip)."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_INTERVAL_S
+        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if high >= 0:
+            self._lag.set(max(0, high - self._next))
 
     def _caught_up_past_gaps(self) -> bool:
         """Whether the fetch position passed the end (compaction or markers leave offset gaps)."""
@@ -199,8 +217,8 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
             raise SourceError(msg)
         # Transient (broker down, leader moving): librdkafka retries by itself.
         log.warning(
-            "kafka_consume_error topic=%s partition=%d error=%s",
-            self._topic,
-            self._partition,
-            error,
+            "kafka_consume_error",
+            extra={
+                "fields": {"topic": self._topic, "partition": self._partition, "error": str(error)}
+            },
         )

@@ -1,0 +1,46 @@
+"""Structured logs: one JSON object per line, with the event name and its fields.
+
+Log with an event name and fields, never with values pasted into sentences::
+
+    log.warning("mongo_retry", extra={"fields": {"what": "write", "attempt": 3}})
+
+prints ``{"ts": "...", "level": "WARNING", "logger": "...", "event": "mongo_retry",
+"what": "write", "attempt": 3}``. Nothing secret is ever passed as a field: settings are logged
+through ``Settings.describe()``, which redacts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON line (orjson: fast, and safe on any value via ``default``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record's event, level, origin and fields."""
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure(level: str) -> None:
+    """Send every logger's records to stderr as JSON lines, at ``level`` and above."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

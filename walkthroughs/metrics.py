@@ -1,0 +1,66 @@
+"""Prometheus metrics of the service, served by Bytewax's API server on ``/metrics``.
+
+Set ``BYTEWAX_DATAFLOW_API_ENABLED=1`` (port ``BYTEWAX_DATAFLOW_API_PORT``, default 3030): the
+endpoint serves Bytewax's own metrics followed by everything registered here in
+``prometheus_client``'s default registry. All metrics are per process; sum over pods.
+
+Metric names are a closed set (``MetricName``); ``docs/grafana-dashboard.json`` uses them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MetricName = Literal[
+    "walkthroughs_records_read_total",
+    "walkthroughs_dead_letters_total",
+    "walkthroughs_late_events_total",
+    "walkthroughs_emitted_total",
+    "walkthroughs_decision_latency_seconds",
+    "walkthroughs_state_customers",
+    "walkthroughs_state_messages",
+    "walkthroughs_state_walkins",
+    "walkthroughs_sink_batch_size",
+    "walkthroughs_sink_retries_total",
+    "walkthroughs_consumer_lag",
+]
+
+RECORDS_READ = Counter("walkthroughs_records_read", "Input records read, per topic.", ["topic"])
+DEAD_LETTERS = Counter(
+    "walkthroughs_dead_letters", "Records sent to the dead-letter topic, per reason.", ["reason"]
+)
+LATE_EVENTS = Counter(
+    "walkthroughs_late_events",
+    "Events that arrived after state they needed was let go (also dead-lettered as late).",
+)
+EMITTED = Counter(
+    "walkthroughs_emitted",
+    "Walkthroughs emitted: kind=first for a walk-in's first walkthrough, revision after that.",
+    ["kind"],
+)
+DECISION_LATENCY = Histogram(
+    "walkthroughs_decision_latency_seconds",
+    "From reading a walk-in to emitting its first walkthrough (processing time).",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 35, 40, 60, 120, 300, 900, 3600),
+)
+STATE_CUSTOMERS = Gauge(
+    "walkthroughs_state_customers", "(business, customer) keys held in state, at last snapshot."
+)
+STATE_MESSAGES = Gauge("walkthroughs_state_messages", "Messages retained in state.")
+STATE_WALKINS = Gauge("walkthroughs_state_walkins", "Walk-ins retained in state.")
+SINK_BATCH_SIZE = Histogram(
+    "walkthroughs_sink_batch_size",
+    "Items per write batch, per sink.",
+    ["sink"],
+    buckets=(1, 5, 10, 50, 100, 500, 1000, 5000, 10000),
+)
+SINK_RETRIES = Counter(
+    "walkthroughs_sink_retries", "Write attempts retried after a transient error.", ["sink"]
+)
+CONSUMER_LAG = Gauge(
+    "walkthroughs_consumer_lag",
+    "Records between the last one read and the partition's high watermark.",
+    ["topic", "partition"],
+)
