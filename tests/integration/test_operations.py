@@ -203,10 +203,16 @@ def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path:
 
     sample = traffic.generate(seed=18, businesses=3, customers=300, start_ns=START_NS)
     (port,) = free_ports(1)
-    proc = deployment.start("-w", "2", log=tmp_path / "live.log", WALKTHROUGHS_STOP_AT_END="0",
-                            WALKTHROUGHS_HOLD="0", BYTEWAX_DATAFLOW_API_ENABLED="1",
-                            BYTEWAX_DATAFLOW_API_PORT=str(port),
-                            BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path))
+    proc = deployment.start(
+        "-w",
+        "2",
+        log=tmp_path / "live.log",
+        WALKTHROUGHS_STOP_AT_END="0",
+        WALKTHROUGHS_HOLD="0",
+        BYTEWAX_DATAFLOW_API_ENABLED="1",
+        BYTEWAX_DATAFLOW_API_PORT=str(port),
+        BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path),
+    )
     try:
         deployment.produce("m", sample.messages)
         deployment.produce("w", sample.walkins)
@@ -228,8 +234,11 @@ def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path:
         def read_everything() -> dict[str, float] | None:
             m = scrape()
             read = sum(v for k, v in m.items() if k.startswith("walkthroughs_records_read_total"))
-            return m if read == total and m.get(
-                "walkthroughs_emitted_total{kind=\"first\"}", 0) > 0 else None
+            return (
+                m
+                if read == total and m.get('walkthroughs_emitted_total{kind="first"}', 0) > 0
+                else None
+            )
 
         m = wait_for(read_everything)
         dead = sum(v for k, v in m.items() if k.startswith("walkthroughs_dead_letters_total"))
