@@ -1,29 +1,43 @@
 """``python -m walkthroughs``: operator and developer commands around the dataflow.
 
 Settings (bootstrap servers, topics, MongoDB) come from the same ``WALKTHROUGHS_*`` environment
-as the dataflow, so a command always talks to what the service uses.
+as the dataflow, so a command always talks to what the service uses. ``--help`` everywhere.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
 
+import click
 import pymongo
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from walkthroughs import traffic
-from walkthroughs.config import Settings
+from walkthroughs.config import Settings, parse_duration
 from walkthroughs.errors import WalkthroughsError
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
-from walkthroughs.topics import ensure_topics, produce, read_topic
+from walkthroughs.topics import (
+    copy_time_range,
+    describe_topics,
+    ensure_topics,
+    produce,
+    read_topic,
+)
 
-# Partition counts of `generate --create-topics`: deliberately all different, since the
-# service must not rely on co-partitioned inputs.
-SAMPLE_PARTITIONS = {
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+# Partition counts of `topics create` and `generate --create-topics`: deliberately different
+# per topic, since the service never needs co-partitioned inputs.
+DEFAULT_PARTITIONS = {
     "messages": 3,
     "messages_backfill": 2,
     "walkins": 5,
@@ -33,90 +47,372 @@ SAMPLE_PARTITIONS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; return the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m walkthroughs", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="produce sample traffic to the input topics")
-    gen.add_argument("--customers", type=int, default=2000, help="customers (default 2000)")
-    gen.add_argument("--businesses", type=int, default=25, help="businesses (default 25)")
-    gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    gen.add_argument("--days", type=int, default=3, help="days of message history (default 3)")
-    gen.add_argument(
-        "--create-topics",
-        action="store_true",
-        help="create missing topics first (partitions 3/2/5/1/3/1)",
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def _reports_errors(command: F) -> F:
+    """Turn the service's own errors into a one-line message and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WalkthroughsError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Operate the walkthroughs service (settings from the WALKTHROUGHS_* environment)."""
+
+
+# --- topics -------------------------------------------------------------------------------
+
+
+def _topic_plan(settings: Settings) -> dict[str, int]:
+    plan = {settings.messages_topics[0]: DEFAULT_PARTITIONS["messages"]}
+    plan |= dict.fromkeys(settings.messages_topics[1:], DEFAULT_PARTITIONS["messages_backfill"])
+    plan[settings.walkins_topics[0]] = DEFAULT_PARTITIONS["walkins"]
+    plan |= dict.fromkeys(settings.walkins_topics[1:], DEFAULT_PARTITIONS["walkins_backfill"])
+    plan[settings.output_topic] = DEFAULT_PARTITIONS["output"]
+    plan[settings.dlq_topic] = DEFAULT_PARTITIONS["dlq"]
+    return plan
+
+
+@main.group()
+def topics() -> None:
+    """Create or verify the service's topics."""
+
+
+@topics.command("create")
+@click.option(
+    "--partitions",
+    "-p",
+    multiple=True,
+    metavar="TOPIC=N",
+    help="Partition count of a topic (repeatable); others get the defaults.",
+)
+@click.option(
+    "--retention",
+    default="7d",
+    show_default=True,
+    help="retention.ms of the input topics, as a duration (e.g. 14d).",
+)
+@_reports_errors
+def topics_create(partitions: tuple[str, ...], retention: str) -> None:
+    """Create the missing input, output and DLQ topics (existing ones are left alone)."""
+    settings = _settings()
+    keep = parse_duration("--retention", retention)
+    plan = _topic_plan(settings)
+    for item in partitions:
+        name, _, count = item.partition("=")
+        if name not in plan or not count.isdigit():
+            msg = f"--partitions {item!r}: expected TOPIC=N for one of {', '.join(plan)}"
+            raise click.BadParameter(msg)
+        plan[name] = int(count)
+    inputs = {*settings.messages_topics, *settings.walkins_topics}
+    configs = {t: {"retention.ms": str(int(keep.total_seconds() * 1000))} for t in inputs}
+    configs[settings.output_topic] = {"cleanup.policy": "compact"}  # latest per walkin_id
+    created = ensure_topics(settings.kafka_config(), plan, configs=configs)
+    console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+@topics.command("verify")
+@_reports_errors
+def topics_verify() -> None:
+    """Show every topic of the service with its partitions; fail if one is missing."""
+    settings = _settings()
+    names = [
+        *settings.messages_topics,
+        *settings.walkins_topics,
+        settings.output_topic,
+        settings.dlq_topic,
+    ]
+    found = describe_topics(settings.kafka_config(), names)
+    table = Table("topic", "role", "partitions", "retention.ms", "cleanup.policy")
+    roles = {
+        **dict.fromkeys(settings.messages_topics, "messages"),
+        **dict.fromkeys(settings.walkins_topics, "walk-ins"),
+        settings.output_topic: "output",
+        settings.dlq_topic: "dead letters",
+    }
+    missing = []
+    for name in names:
+        info = found.get(name)
+        if info is None:
+            missing.append(name)
+            table.add_row(name, roles[name], "[red]missing[/red]", "", "")
+        else:
+            table.add_row(
+                name, roles[name], str(info.partitions), info.retention_ms, info.cleanup_policy
+            )
+    console.print(table)
+    console.print(
+        "Partition counts may differ between topics: the service re-keys every event "
+        "by (business, customer), so co-partitioning is NOT required."
     )
-    commands.add_parser("summary", help="print walkthroughs per business and DLQ reasons")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env(os.environ)
-        if args.command == "generate":
-            return _generate(settings, args)
-        return _summary(settings)
-    except WalkthroughsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if missing:
+        msg = f"missing topic(s): {', '.join(missing)}"
+        raise click.ClickException(msg)
 
 
-def _generate(settings: Settings, args: argparse.Namespace) -> int:
+# --- generate -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--customers", default=2000, show_default=True, help="Customers to simulate.")
+@click.option("--businesses", default=25, show_default=True, help="Businesses they belong to.")
+@click.option("--days", default=3, show_default=True, help="Days of message history.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same ids).")
+@click.option("--create-topics", is_flag=True, help="Create missing topics first.")
+@_reports_errors
+def generate(customers: int, businesses: int, days: int, seed: int, create_topics: bool) -> None:
+    """Produce realistic sample traffic to the live input topics."""
+    settings = _settings()
     kafka = settings.kafka_config()
-    if args.create_topics:
-        created = ensure_topics(
-            kafka,
-            {
-                settings.messages_topics[0]: SAMPLE_PARTITIONS["messages"],
-                **dict.fromkeys(
-                    settings.messages_topics[1:], SAMPLE_PARTITIONS["messages_backfill"]
-                ),
-                settings.walkins_topics[0]: SAMPLE_PARTITIONS["walkins"],
-                **dict.fromkeys(settings.walkins_topics[1:], SAMPLE_PARTITIONS["walkins_backfill"]),
-                settings.output_topic: SAMPLE_PARTITIONS["output"],
-                settings.dlq_topic: SAMPLE_PARTITIONS["dlq"],
-            },
-        )
-        print(f"created topics: {', '.join(created) or 'none (all existed)'}")
-    start = time.time_ns() - args.days * traffic.DAY
+    if create_topics:
+        created = ensure_topics(kafka, _topic_plan(settings))
+        console.print(f"created topics: {', '.join(created) or 'none (all existed)'}")
+    start = time.time_ns() - days * traffic.DAY
     sample = traffic.generate(
-        seed=args.seed,
-        businesses=args.businesses,
-        customers=args.customers,
-        start_ns=start,
-        days=args.days,
+        seed=seed, businesses=businesses, customers=customers, start_ns=start, days=days
     )
     produce(kafka, settings.messages_topics[0], sample.messages)
     produce(kafka, settings.walkins_topics[0], sample.walkins)
-    print(
-        f"produced {len(sample.messages)} message records to {settings.messages_topics[0]} and "
-        f"{len(sample.walkins)} walk-in records to {settings.walkins_topics[0]} "
-        f"({sample.bad} bad, the rest valid or duplicates)"
+    console.print(
+        f"produced {len(sample.messages)} message records to "
+        f"{settings.messages_topics[0]} and {len(sample.walkins)} walk-in records to "
+        f"{settings.walkins_topics[0]} ({sample.bad} bad, the rest valid or duplicates)"
     )
-    return 0
 
 
-def _summary(settings: Settings) -> int:
-    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        settings.mongo_uri, serverSelectionTimeoutMS=5000
+# --- backfill -----------------------------------------------------------------------------
+
+
+def _instant(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--since", "since", required=True, help="Start (ISO 8601; UTC if no zone).")
+@click.option("--until", "until", default=None, help="End, exclusive (default: now).")
+@_reports_errors
+def backfill(since: str, until: str | None) -> None:
+    """Copy records produced in a time range from the live topics to the backfill topics.
+
+    Records keep their key, value and headers. The range is by Kafka record time (when the
+    records were produced), found with offsets-for-times, so nothing is decoded.
+    """
+    settings = _settings()
+    start = _instant(since)
+    end = _instant(until) if until else datetime.now(UTC)
+    if len(settings.messages_topics) < 2 or len(settings.walkins_topics) < 2:
+        msg = "backfill needs a backfill topic after the live one in each *_TOPICS setting"
+        raise click.ClickException(msg)
+    pairs = [
+        (settings.messages_topics[0], settings.messages_topics[1]),
+        (settings.walkins_topics[0], settings.walkins_topics[1]),
+    ]
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
     )
-    db = client[settings.mongo_db]
-    total = db[WALKTHROUGHS].count_documents({})
-    per_business: Counter[str] = Counter()
-    days: set[object] = set()
-    for doc in db[COUNTS].find({}, {"business_id": 1, "date": 1, "count": 1}):
-        per_business[str(doc["business_id"])] += int(str(doc["count"]))
-        days.add(doc["date"])
-    print(
+    with Progress(*columns, console=console) as progress:
+        for source, target in pairs:
+            task = progress.add_task(f"{source} -> {target}", total=None)
+            copied = copy_time_range(
+                settings.kafka_config(),
+                source,
+                target,
+                start,
+                end,
+                on_progress=_progress_of(progress, task),
+            )
+            progress.update(task, completed=copied, total=copied)
+    console.print(f"backfilled records produced in [{start.isoformat()}, {end.isoformat()})")
+
+
+def _progress_of(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update
+
+
+# --- report and summary -------------------------------------------------------------------
+
+
+def _mongo(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
+    return pymongo.MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=5000)
+
+
+@main.command()
+@click.option("--days", default=14, show_default=True, help="How many local dates back.")
+@click.option("--business", "businesses", multiple=True, help="Only these businesses.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a PNG chart of the daily counts here.",
+)
+@_reports_errors
+def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
+    """Daily walkthrough counts per business, from MongoDB."""
+    settings = _settings()
+    first = (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
+    query: dict[str, Any] = {"date": {"$gte": first}}
+    if businesses:
+        query["business_id"] = {"$in": list(businesses)}
+    client = _mongo(settings)
+    try:
+        rows = list(client[settings.mongo_db][COUNTS].find(query, {"_id": 0}))
+    finally:
+        client.close()
+    rows.sort(key=lambda r: (r["business_id"], r["date"]))
+    channels = sorted({c for r in rows for c in r.get("by_channel", {})})
+    table = Table("business", "date", "walkthroughs", *channels, title="Daily walkthroughs")
+    for r in rows:
+        by = r.get("by_channel", {})
+        table.add_row(
+            r["business_id"], r["date"], str(r["count"]), *(str(by.get(c, "")) for c in channels)
+        )
+    console.print(table)
+    if plot is not None:
+        _plot(rows, plot)
+        console.print(f"chart written to {plot}")
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    # Imported here: matplotlib is the optional `plot` extra, absent from the service image.
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    per_business: dict[str, dict[str, int]] = {}
+    for r in rows:
+        per_business.setdefault(r["business_id"], {})[r["date"]] = int(r["count"])
+    dates = sorted({r["date"] for r in rows})
+    top = sorted(per_business, key=lambda b: -sum(per_business[b].values()))[:10]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for business in top:
+        ax.plot(
+            dates, [per_business[business].get(d, 0) for d in dates], marker="o", label=business
+        )
+    ax.set_xlabel("local date")
+    ax.set_ylabel("walkthroughs")
+    ax.set_title("Daily walkthroughs, top businesses")
+    if top:
+        ax.legend(loc="upper left", fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+
+
+@main.command()
+@_reports_errors
+def summary() -> None:
+    """Totals from MongoDB and the dead letters by reason (what `make run` prints)."""
+    settings = _settings()
+    client = _mongo(settings)
+    try:
+        db = client[settings.mongo_db]
+        total = db[WALKTHROUGHS].count_documents({})
+        per_business: Counter[str] = Counter()
+        days: set[str] = set()
+        for doc in db[COUNTS].find({}, {"business_id": 1, "date": 1, "count": 1}):
+            per_business[str(doc["business_id"])] += int(doc["count"])
+            days.add(str(doc["date"]))
+    finally:
+        client.close()
+    console.print(
         f"walkthroughs in MongoDB: {total} over {len(per_business)} businesses and "
         f"{len(days)} local dates (counts sum to {sum(per_business.values())})"
     )
-    print("top businesses by walkthroughs:")
+    table = Table("business", "walkthroughs", title="Top businesses")
     for business, n in per_business.most_common(5):
-        print(f"  {business:<12} {n:>6}")
+        table.add_row(business, str(n))
+    console.print(table)
     reasons: Counter[str] = Counter()
     for record in read_topic(settings.kafka_config(), settings.dlq_topic):
-        reasons[record.headers.get("error", b"?").decode().split(":")[0].split(" '")[0]] += 1
-    print(f"dead letters in {settings.dlq_topic}: {sum(reasons.values())}")
+        error = record.headers.get("error", b"?").decode()
+        reasons[error.split(":")[0].split(" '")[0]] += 1
+    table = Table("reason", "records", title=f"Dead letters in {settings.dlq_topic}")
     for reason, n in reasons.most_common():
-        print(f"  {reason:<40} {n:>6}")
-    client.close()
-    return 0
+        table.add_row(reason, str(n))
+    console.print(table)
+
+
+# --- doctor -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--recovery-dir",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("BYTEWAX_RECOVERY_DIRECTORY"),
+    help="Recovery store to check [env: BYTEWAX_RECOVERY_DIRECTORY].",
+)
+def doctor(recovery_dir: Path | None) -> None:
+    """Check settings, Kafka, topics, MongoDB and the recovery store; exit 1 if any fails."""
+    checks: list[tuple[str, bool, str]] = []
+    try:
+        settings = _settings()
+        checks.append(("settings", True, "all WALKTHROUGHS_* settings are valid"))
+    except WalkthroughsError as exc:
+        console.print(f"[red]settings: {exc}[/red]")
+        raise SystemExit(1) from exc
+    names = [
+        *settings.messages_topics,
+        *settings.walkins_topics,
+        settings.output_topic,
+        settings.dlq_topic,
+    ]
+    try:
+        found = describe_topics(
+            settings.kafka_config(), names, timeout_s=settings.startup_timeout.total_seconds()
+        )
+        checks.append(("kafka", True, f"reachable at {settings.kafka_bootstrap}"))
+        missing = [n for n in names if n not in found]
+        checks.append(
+            (
+                "topics",
+                not missing,
+                f"missing: {', '.join(missing)}" if missing else f"{len(names)} present",
+            )
+        )
+    except WalkthroughsError as exc:
+        checks.append(("kafka", False, str(exc)))
+    client = _mongo(settings)
+    try:
+        client.admin.command("ping")
+        checks.append(("mongodb", True, f"answers; database {settings.mongo_db!r}"))
+    except pymongo.errors.PyMongoError as exc:
+        checks.append(("mongodb", False, f"no answer: {type(exc).__name__}"))
+    finally:
+        client.close()
+    checks.append(_check_recovery(recovery_dir))
+    table = Table("check", "result", "detail")
+    for name, ok, detail in checks:
+        table.add_row(name, "[green]ok[/green]" if ok else "[red]FAIL[/red]", detail)
+    console.print(table)
+    if not all(ok for _, ok, _ in checks):
+        raise SystemExit(1)
+
+
+def _check_recovery(folder: Path | None) -> tuple[str, bool, str]:
+    if folder is None:
+        return "recovery", True, "not configured (a restart re-reads the topics from the start)"
+    parts = sorted(folder.glob("part-*.sqlite3")) if folder.is_dir() else []
+    if not parts:
+        return "recovery", False, f"{folder}: no partitions (python -m bytewax.recovery DIR N)"
+    if not os.access(folder, os.W_OK):
+        return "recovery", False, f"{folder}: not writable"
+    return "recovery", True, f"{folder}: {len(parts)} partitions, writable"

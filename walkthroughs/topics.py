@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from walkthroughs.errors import WalkthroughsError
 from walkthroughs.sinks.kafka import producer_config
@@ -25,10 +31,21 @@ class Record(NamedTuple):
     headers: dict[str, bytes]
 
 
+class TopicInfo(NamedTuple):
+    """What ``topics verify`` shows of a topic."""
+
+    partitions: int
+    retention_ms: str
+    cleanup_policy: str
+
+
 def ensure_topics(
-    kafka_config: Mapping[str, str], partitions: Mapping[str, int], timeout_s: float = 30
+    kafka_config: Mapping[str, str],
+    partitions: Mapping[str, int],
+    timeout_s: float = 30,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet, with the partition counts given.
+    """Create the topics that do not exist yet, with the partition counts (and configs) given.
 
     Returns the names created. Existing topics are left as they are (their partition count is
     not checked here: co-partitioning of the inputs is not required).
@@ -36,7 +53,12 @@ def ensure_topics(
     admin = AdminClient(dict(kafka_config))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
-        NewTopic(name, num_partitions=n, replication_factor=-1)
+        NewTopic(
+            name,
+            num_partitions=n,
+            replication_factor=-1,
+            config=dict((configs or {}).get(name, {})),
+        )
         for name, n in partitions.items()
         if name not in existing
     ]
@@ -89,6 +111,115 @@ def produce(
         msg = f"producing to {topic} failed: {failures[:1] or 'not acknowledged in time'}"
         raise WalkthroughsError(msg)
     return landed
+
+
+def describe_topics(
+    kafka_config: Mapping[str, str], names: Sequence[str], timeout_s: float = 30
+) -> dict[str, TopicInfo]:
+    """Return partition count, retention and cleanup policy of the topics that exist.
+
+    Raises:
+        WalkthroughsError: the cluster cannot be reached.
+    """
+    admin = AdminClient(dict(kafka_config))
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        msg = f"cannot reach Kafka at {kafka_config.get('bootstrap.servers')}: {exc.args[0]}"
+        raise WalkthroughsError(msg) from exc
+    present = [n for n in names if n in meta.topics and meta.topics[n].error is None]
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
+    found: dict[str, TopicInfo] = {}
+    if not resources:
+        return found
+    for resource, future in admin.describe_configs(resources).items():
+        entries = future.result(timeout=timeout_s)
+        found[resource.name] = TopicInfo(
+            len(meta.topics[resource.name].partitions),
+            entries["retention.ms"].value if "retention.ms" in entries else "?",
+            entries["cleanup.policy"].value if "cleanup.policy" in entries else "?",
+        )
+    return found
+
+
+def copy_time_range(
+    kafka_config: Mapping[str, str],
+    source: str,
+    target: str,
+    start: datetime,
+    end: datetime,
+    on_progress: Callable[[int, int], object] = lambda done, total: None,
+    timeout_s: float = 30,
+) -> int:
+    """Copy the records of ``source`` produced in ``[start, end)`` to ``target``, as they are.
+
+    Offsets-for-times finds each partition's first record at or after ``start`` and ``end``, so
+    only that range is read. Returns the number of records copied.
+    """
+    consumer = Consumer(consumer_config(kafka_config))
+    producer = _CheckedProducerForCopy(kafka_config, target, timeout_s)
+    try:
+        meta = consumer.list_topics(source, timeout=timeout_s).topics[source]
+        ms = [int(start.timestamp() * 1000), int(end.timestamp() * 1000)]
+        ranges: dict[int, tuple[int, int]] = {}
+        for p in meta.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(source, p), timeout=timeout_s)
+            first, last = (
+                tp.offset if tp.offset >= 0 else high
+                for tp in (
+                    consumer.offsets_for_times([TopicPartition(source, p, t)], timeout=timeout_s)[0]
+                    for t in ms
+                )
+            )
+            if last > first:
+                ranges[p] = (first, last)
+        total = sum(b - a for a, b in ranges.values())
+        on_progress(0, total)
+        consumer.assign([TopicPartition(source, p, a) for p, (a, _) in ranges.items()])
+        done_parts: set[int] = set()
+        copied = 0
+        while len(done_parts) < len(ranges):
+            for m in consumer.consume(1000, timeout=1.0):
+                p, offset = m.partition(), m.offset()
+                if m.error() is not None or p is None or offset is None or p in done_parts:
+                    continue
+                if offset < ranges[p][1]:
+                    producer.send(m.key(), m.value(), m.headers())
+                    copied += 1
+                if offset + 1 >= ranges[p][1]:
+                    done_parts.add(p)
+            on_progress(copied, total)
+        producer.confirm()
+        return copied
+    finally:
+        consumer.close()
+
+
+class _CheckedProducerForCopy:
+    def __init__(self, kafka_config: Mapping[str, str], topic: str, timeout_s: float) -> None:
+        self._producer = Producer(producer_config(kafka_config, delivery_timeout_s=timeout_s))
+        self._topic = topic
+        self._timeout_s = timeout_s
+        self._failures: list[str] = []
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._failures.append(str(error))
+
+    def send(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value, key, headers=headers, on_delivery=self._on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def confirm(self) -> None:
+        if self._producer.flush(self._timeout_s) or self._failures:
+            msg = f"copying to {self._topic} failed: {self._failures[:1] or 'timed out'}"
+            raise WalkthroughsError(msg)
 
 
 def read_topic(kafka_config: Mapping[str, str], topic: str, timeout_s: float = 30) -> list[Record]:

@@ -69,7 +69,9 @@ class Deployment:
 
     def delete(self) -> None:
         admin = AdminClient(self.kafka)
-        for future in admin.delete_topics([self.topic(s) for s in PARTITIONS]).values():
+        existing = set(admin.list_topics(timeout=30).topics)
+        names = [self.topic(s) for s in PARTITIONS if self.topic(s) in existing]
+        for future in (admin.delete_topics(names) if names else {}).values():
             future.result(timeout=30)
         client: MongoClient[dict[str, Any]] = MongoClient(self.mongo_uri)
         client.drop_database(self.name)

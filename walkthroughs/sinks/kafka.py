@@ -83,6 +83,7 @@ class _CheckedProducer:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._failures: list[str] = []
+        self.failed = False  # set once a failure was raised: the worker is going down
         self.batch_size = metrics.SINK_BATCH_SIZE.labels(f"kafka:{topic}")
         self.retries = metrics.SINK_RETRIES.labels(f"kafka:{topic}")
 
@@ -122,6 +123,7 @@ class _CheckedProducer:
         msg = f"writing to Kafka topic {self.topic!r} failed: {why}; stopping so recovery replays"
         # Logged as well as raised: a multi-process Bytewax cluster may not print the traceback.
         log.error("kafka_sink_failed", extra={"fields": {"topic": self.topic, "reason": why}})
+        self.failed = True
         raise SinkUnavailableError(msg)
 
 
@@ -174,4 +176,7 @@ class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):
         self._producer.confirm()
 
     def close(self) -> None:
-        self._producer.confirm()
+        # Bytewax also closes partitions while a failure unwinds the worker; raising again then
+        # would abort the process and hide the first error.
+        if not self._producer.failed:
+            self._producer.confirm()

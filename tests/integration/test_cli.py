@@ -1,0 +1,120 @@
+"""Every `python -m walkthroughs` subcommand, against the real stack."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import MONGO_URI
+from tests.integration.dataflow_harness import Deployment
+from walkthroughs.cli import main
+from walkthroughs.topics import describe_topics, read_topic
+
+
+@pytest.fixture
+def fresh(kafka_bootstrap: str, unique_name: str) -> Iterator[Deployment]:
+    """A deployment whose topics do not exist yet (its own name: `deployment` uses ours)."""
+    d = Deployment(unique_name + "fresh", kafka_bootstrap, MONGO_URI)
+    yield d
+    d.delete()
+
+
+def cli(d: Deployment, *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(main, list(args), env=d.env(), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_help_everywhere() -> None:
+    for args in (
+        [],
+        ["topics"],
+        ["topics", "create"],
+        ["topics", "verify"],
+        ["generate"],
+        ["backfill"],
+        ["report"],
+        ["summary"],
+        ["doctor"],
+    ):
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, args
+        assert "Usage:" in result.output
+
+
+def test_topics_create_then_verify(fresh: Deployment) -> None:
+    out = cli(fresh, "topics", "verify", code=1)
+    assert "missing" in out
+    out = cli(
+        fresh, "topics", "create", "--partitions", f"{fresh.topic('w')}=4", "--retention", "14d"
+    )
+    assert fresh.topic("w") in out
+    out = cli(fresh, "topics", "verify")
+    assert "co-partitioning is NOT required" in out
+    info = describe_topics(fresh.kafka, [fresh.topic("w"), fresh.topic("out")])
+    assert info[fresh.topic("w")].partitions == 4
+    assert info[fresh.topic("w")].retention_ms == str(14 * 86400 * 1000)
+    assert info[fresh.topic("out")].cleanup_policy == "compact"
+    assert "nothing (all exist)" in cli(fresh, "topics", "create")
+
+
+def test_generate_run_report_summary_and_plot(deployment: Deployment, tmp_path: Path) -> None:
+    out = cli(deployment, "generate", "--customers", "300", "--businesses", "4")
+    assert "bad" in out
+    run = deployment.run("-w", "2")
+    assert run.returncode == 0, run.stderr
+    report = cli(deployment, "report", "--days", "30", "--plot", str(tmp_path / "daily.png"))
+    assert "Daily walkthroughs" in report
+    assert "biz-00" in report
+    png = (tmp_path / "daily.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 5000
+    only = cli(deployment, "report", "--days", "30", "--business", "biz-001")
+    assert "biz-002" not in only
+    summary = cli(deployment, "summary")
+    assert "walkthroughs in MongoDB:" in summary
+    assert "invalid timezone" in summary
+
+
+def test_backfill_copies_a_time_range(deployment: Deployment) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    deployment.produce("m", [(b"k1", b"v1"), (b"k2", b"v2")])
+    deployment.produce("w", [(b"k3", b"v3")])
+    time.sleep(0.01)  # record timestamps are in ms: keep the range end after them
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    out = cli(deployment, "backfill", "--since", before.isoformat(), "--until", after.isoformat())
+    assert "backfilled" in out
+    assert sorted(r.value for r in read_topic(deployment.kafka, deployment.topic("mb"))) == [
+        b"v1",
+        b"v2",
+    ]
+    assert [r.value for r in read_topic(deployment.kafka, deployment.topic("wb"))] == [b"v3"]
+    empty = cli(
+        deployment,
+        "backfill",
+        "--since",
+        after.isoformat(),
+        "--until",
+        (after + timedelta(hours=1)).isoformat(),
+    )
+    assert "backfilled" in empty
+    assert len(read_topic(deployment.kafka, deployment.topic("mb"))) == 2
+
+
+def test_doctor_passes_on_a_healthy_deployment_and_names_what_fails(
+    deployment: Deployment, fresh: Deployment, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(tmp_path), "2"], check=True)
+    ok = cli(deployment, "doctor", "--recovery-dir", str(tmp_path))
+    assert ok.count("ok") >= 5
+    bad = cli(fresh, "doctor", "--recovery-dir", str(tmp_path / "nowhere"), code=1)
+    assert "missing:" in bad
+    assert "no partitions" in bad
