@@ -149,3 +149,27 @@ def test_dockerfile_lints_clean_and_uses_what_exists() -> None:
     assert 'ENTRYPOINT ["python", "-m", "bytewax.run", "dataflow"]' in dockerfile
     assert "USER 10001" in dockerfile
     assert "-c constraints.txt" in dockerfile
+
+
+def test_dashboard_uses_only_metrics_the_service_exports() -> None:
+    import json
+    import re
+    import typing
+
+    from walkthroughs.metrics import MetricName
+
+    exported = set(typing.get_args(MetricName))
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for p in dashboard["panels"]
+            for t in p["targets"] for m in re.findall(r"walkthroughs_\w+", t["expr"])}
+    used = {m if m in exported else m.replace("_bucket", "") for m in used}
+    assert used <= exported, used - exported
+    assert len(used) >= 8
+
+
+def test_compose_file_runs_real_kafka_and_mongodb() -> None:
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    images = {name: svc.get("image", "build") for name, svc in compose["services"].items()}
+    assert images["kafka"].startswith("apache/kafka:4.1")
+    assert images["mongo"].startswith("mongo:")
+    assert compose["services"]["walkthroughs"]["build"] == "."
