@@ -276,7 +276,12 @@ def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
         client.close()
     rows.sort(key=lambda r: (r["business_id"], r["date"]))
     channels = sorted({c for r in rows for c in r.get("by_channel", {})})
-    table = Table("business", "date", "walkthroughs", *channels, title="Daily walkthroughs")
+    table = Table(title="Daily walkthroughs")
+    table.add_column("business", no_wrap=True)
+    table.add_column("date", no_wrap=True)
+    table.add_column("total", justify="right")
+    for channel in channels:
+        table.add_column(_SHORT_CHANNEL.get(channel, channel), justify="right")
     for r in rows:
         by = r.get("by_channel", {})
         table.add_row(
@@ -286,6 +291,15 @@ def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
     if plot is not None:
         _plot(rows, plot)
         console.print(f"chart written to {plot}")
+
+
+_SHORT_CHANNEL = {
+    "CHANNEL_UNSPECIFIED": "unspecified",
+    "EMAIL": "email",
+    "SMS": "sms",
+    "FACEBOOK_AD": "fb ad",
+    "PUSH": "push",
+}
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:

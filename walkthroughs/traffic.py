@@ -72,7 +72,8 @@ def generate(
             receipt = sent + rng.randrange(1, 6 * HOUR)  # delivery receipts come late
             timed_messages.append((receipt, msg.message_id.encode(), encode_message(msg), msg))
         for w in range(rng.choice([0, 0, 1, 1, 2])):
-            started = last_sent + rng.randrange(-DAY, 5 * DAY)
+            # Within days of the last message, but never after the end of the period (now).
+            started = min(last_sent + rng.randrange(-DAY, 5 * DAY), start_ns + days * DAY - 1)
             walkin = WalkInEvent(
                 f"walkin-{c:06d}-{w}",
                 business,

@@ -70,6 +70,7 @@ def test_generate_run_report_summary_and_plot(deployment: Deployment, tmp_path: 
     assert run.returncode == 0, run.stderr
     report = cli(deployment, "report", "--days", "30", "--plot", str(tmp_path / "daily.png"))
     assert "Daily walkthroughs" in report
+    assert "total" in report
     assert "biz-00" in report
     png = (tmp_path / "daily.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")

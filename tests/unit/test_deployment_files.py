@@ -160,8 +160,12 @@ def test_dashboard_uses_only_metrics_the_service_exports() -> None:
 
     exported = set(typing.get_args(MetricName))
     dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
-    used = {re.sub(r"_(bucket|sum|count)$", "", m) for p in dashboard["panels"]
-            for t in p["targets"] for m in re.findall(r"walkthroughs_\w+", t["expr"])}
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", m)
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        for m in re.findall(r"walkthroughs_\w+", t["expr"])
+    }
     used = {m if m in exported else m.replace("_bucket", "") for m in used}
     assert used <= exported, used - exported
     assert len(used) >= 8
