@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import heapq
 import pickle
-from bisect import bisect_right, insort
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from zlib import crc32
 
@@ -153,11 +153,18 @@ class CustomerState:
 
     def next_deadline_ns(self) -> int | None:
         """Return the earliest time something of this customer is due, if anything is."""
-        times = [m[4] for m in self.messages]
-        times += [w.expires_at_ns for w in self.walkins]
-        times += [w.decide_at_ns for w in self.walkins if w.pending]
-        times += [g[3] for g in self.ghosts]
-        return min(times, default=None)
+        earliest: int | None = None
+        for m in self.messages:
+            if earliest is None or m[4] < earliest:
+                earliest = m[4]
+        for w in self.walkins:
+            due = w.decide_at_ns if w.decide_at_ns != _DECIDED else w.expires_at_ns
+            if earliest is None or due < earliest:
+                earliest = due
+        for g in self.ghosts:
+            if earliest is None or g[3] < earliest:
+                earliest = g[3]
+        return earliest
 
 
 class Shard:
@@ -220,11 +227,15 @@ class Shard:
             state = self.customers[key] = CustomerState()
         out: list[Output] = []
         if isinstance(event, MessageEvent):
-            _add_message(state, key, event, origin, now_ns, rules, out)
+            added = _add_message(state, key, event, origin, now_ns, rules, out)
         else:
-            _add_walkin(state, key, event, origin, now_ns, rules, out)
-        _expire(state, key, now_ns, rules, out)
-        self._settle(key, state)
+            added = _add_walkin(state, key, event, origin, now_ns, rules, out)
+        due = self._due.get(key)
+        if (due is not None and due <= now_ns) or (added is not None and added <= now_ns):
+            _expire(state, key, now_ns, rules, out)  # something is due: the full pass
+            self._settle(key, state)
+        elif added is not None:  # the fast path: only the new event's deadlines are new
+            self._schedule_at(key, added)
         return out
 
     def expire(self, now_ns: int, rules: Rules) -> list[Output]:
@@ -265,8 +276,11 @@ class Shard:
 
     def _schedule(self, key: CustomerKey, state: CustomerState) -> None:
         deadline = state.next_deadline_ns()
-        if deadline is None:
-            return
+        if deadline is not None:
+            self._schedule_at(key, deadline)
+
+    def _schedule_at(self, key: CustomerKey, deadline: int) -> None:
+        """Make sure a heap entry no later than ``deadline`` exists for the customer."""
         current = self._due.get(key)
         if current is None or deadline < current:
             self._due[key] = deadline
@@ -295,7 +309,8 @@ def _best_message(
     messages: list[StoredMessage], started_at_ns: int, rules: Rules
 ) -> StoredMessage | None:
     """The greatest message with ``sent_at`` in ``(t - window, t]``, or None."""
-    i = bisect_right(messages, started_at_ns, key=lambda m: m[0])
+    # (t + 1,) sorts after every message sent at or before t and before any sent later.
+    i = bisect_left(messages, (started_at_ns + 1,))
     if i and _credits(messages[i - 1][0], started_at_ns, rules):
         return messages[i - 1]
     return None
@@ -309,9 +324,12 @@ def _add_message(
     now_ns: int,
     rules: Rules,
     out: list[Output],
-) -> None:
-    if any(m[1] == event.message_id for m in state.messages):
-        return  # a duplicate: the first copy read is the one that counts
+) -> int | None:
+    """Add a message; return its deadline, or None for a duplicate."""
+    message_id = event.message_id
+    for m in state.messages:
+        if m[1] == message_id:
+            return None  # a duplicate: the first copy read is the one that counts
     expires = now_ns + rules.window_ns + rules.lateness_ns
     stored = (event.sent_at_ns, event.message_id, event.channel, event.campaign_id, expires)
     insort(state.messages, stored)
@@ -324,17 +342,22 @@ def _add_message(
             walkin.best = stored
             if not walkin.pending:  # decided already: this is a revision
                 out.append(_attributed(key, walkin, revision=previous is not None))
-    missed = [
-        g[0]
-        for g in state.ghosts
-        if _credits(event.sent_at_ns, g[1], rules) and _beats(candidate, g[2])
-    ]
+    missed = (
+        [
+            g[0]
+            for g in state.ghosts
+            if _credits(event.sent_at_ns, g[1], rules) and _beats(candidate, g[2])
+        ]
+        if state.ghosts
+        else None
+    )
     if missed:
         error = (
             f"late: message {event.message_id!r} would have credited walk-in(s) "
             f"{', '.join(repr(w) for w in missed[:3])} already let go (allowed lateness passed)"
         )
         out.append(DeadLetter(origin, Reason.LATE, error))
+    return expires
 
 
 def _add_walkin(
@@ -345,12 +368,15 @@ def _add_walkin(
     now_ns: int,
     rules: Rules,
     out: list[Output],
-) -> None:
+) -> int | None:
+    """Add a walk-in; return its first deadline, or None for a duplicate."""
     walkin_id = event.walkin_id
-    if any(w.walkin_id == walkin_id for w in state.walkins) or any(
-        g[0] == walkin_id for g in state.ghosts
-    ):
-        return  # a duplicate
+    for w in state.walkins:
+        if w.walkin_id == walkin_id:
+            return None  # a duplicate
+    for g in state.ghosts:
+        if g[0] == walkin_id:
+            return None  # a duplicate of a walk-in already let go
     walkin = _WalkIn(event, now_ns, rules)
     walkin.best = _best_message(state.messages, event.started_at_ns, rules)
     state.walkins.append(walkin)
@@ -365,6 +391,7 @@ def _add_walkin(
             "attributed to, was let go (window + allowed lateness passed)"
         )
         out.append(DeadLetter(origin, Reason.LATE, error))
+    return walkin.decide_at_ns
 
 
 def _expire(
