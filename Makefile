@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv up down status proto lint test unit run clean-stack
+.PHONY: venv up down status proto lint test unit run bench clean-stack
 
 ## venv: create .venv (if missing) and install the project with its dev extras, pinned by constraints.txt
 venv: $(INSTALLED)
@@ -51,6 +51,13 @@ run: venv up
 	$(BIN)/python -m walkthroughs generate --create-topics
 	WALKTHROUGHS_STOP_AT_END=1 $(BIN)/python -m bytewax.run dataflow -w 2
 	$(BIN)/python -m walkthroughs summary
+
+## bench: every benchmark (not part of `make test`); each prints JSON lines, see bench/README.md
+bench: venv up
+	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.e2e --events $(or $(BENCH_EVENTS),1000000)
+	$(BIN)/python -m bench.latency
 
 ## clean-stack: stop the stack and delete its data and logs (the build cache stays)
 clean-stack: down

@@ -1,0 +1,219 @@
+"""End-to-end throughput on the real broker, side by side with a raw confluent-kafka loop.
+
+Pre-produces N input records (realistic mix: ~8% duplicates, ~2% bad) to fresh topics with
+different partition counts, then times, from process start to exit:
+
+* the dataflow in bounded mode, 1 worker and 2 processes x 1 worker, Kafka -> Kafka only
+  (``WALKTHROUGHS_MONGO_ENABLED=0``) and with MongoDB;
+* the raw loop: the same topics consumed in batches with confluent-kafka, the same decode and
+  attribution logic and encoding, produced back, no Bytewax (the ceiling).
+
+Usage: python -m bench.e2e [--events N]. Needs the local stack (make up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.common import report
+from tests.hostile import hostile_record
+from walkthroughs import traffic
+from walkthroughs.attribution import Rules, Shard, shard_of
+from walkthroughs.codec import decode_record
+from walkthroughs.schema import Attributed, DeadLetter, Origin
+from walkthroughs.sinks.kafka import dead_letter_record, producer_config, walkthrough_record
+from walkthroughs.sources.kafka import consumer_config
+from walkthroughs.topics import ensure_topics, produce
+
+REPO = Path(__file__).resolve().parent.parent
+BOOTSTRAP = os.environ.get("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+MONGO_URI = os.environ.get("BENCH_MONGO_URI", "mongodb://127.0.0.1:27017")
+PARTITIONS = {"m": 3, "mb": 2, "w": 5, "wb": 1, "out": 3, "dlq": 1}
+
+
+def prepare(name: str, events: int) -> int:
+    """Create the topics and produce about ``events`` records; return how many."""
+    kafka = {"bootstrap.servers": BOOTSTRAP}
+    ensure_topics(kafka, {f"{name}-{s}": n for s, n in PARTITIONS.items()})
+    customers = max(1000, int(events / 2.3))  # the generator makes ~2.3 events per customer
+    sample = traffic.generate(
+        seed=42,
+        businesses=500,
+        customers=customers,
+        start_ns=time.time_ns() - 3 * traffic.DAY,
+        bad_records=False,
+        duplicate_rate=0.08,
+    )
+    rng = random.Random(1)
+    total = 0
+    for suffix, records, walkin in (("m", sample.messages, False), ("w", sample.walkins, True)):
+        bad = [(b"bad", hostile_record(rng, walkin)) for _ in range(len(records) // 50)]
+        mixed = records + bad
+        rng.shuffle(mixed)
+        # About a fifth through the backfill topic, like a backfill running alongside.
+        cut = len(mixed) // 5
+        produce(kafka, f"{name}-{suffix}b", mixed[:cut])
+        produce(kafka, f"{name}-{suffix}", mixed[cut:])
+        total += len(mixed)
+    return total
+
+
+def env(name: str, *, mongo: bool) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WALKTHROUGHS_")}
+    return {
+        **clean,
+        "WALKTHROUGHS_KAFKA_BOOTSTRAP": BOOTSTRAP,
+        "WALKTHROUGHS_MESSAGES_TOPICS": f"{name}-m,{name}-mb",
+        "WALKTHROUGHS_WALKINS_TOPICS": f"{name}-w,{name}-wb",
+        "WALKTHROUGHS_OUTPUT_TOPIC": f"{name}-out",
+        "WALKTHROUGHS_DLQ_TOPIC": f"{name}-dlq",
+        "WALKTHROUGHS_MONGO_URI": MONGO_URI,
+        "WALKTHROUGHS_MONGO_DB": name.replace("-", ""),
+        "WALKTHROUGHS_MONGO_ENABLED": "1" if mongo else "0",
+        "WALKTHROUGHS_STOP_AT_END": "1",
+        "WALKTHROUGHS_LOG_LEVEL": "WARNING",
+    }
+
+
+def run_dataflow(name: str, *, processes: int, mongo: bool) -> float:
+    """Run the bounded dataflow; return wall seconds from start to exit of every process."""
+    if mongo:
+        pymongo.MongoClient(MONGO_URI).drop_database(name.replace("-", ""))
+    if processes == 1:
+        commands = [["-w", "1"]]
+    else:
+        ports = []
+        for _ in range(processes):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+        commands = [["-i", str(i), "-a", addresses] for i in range(processes)]
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflow", *c],
+            cwd=REPO,
+            env=env(name, mongo=mongo),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in commands
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"dataflow failed: {err[-2000:]}")
+    return time.perf_counter() - started
+
+
+def run_raw_loop(name: str) -> float:
+    """The ceiling: one process, batches, the same logic and codecs, no Bytewax."""
+    started = time.perf_counter()
+    kafka = {"bootstrap.servers": BOOTSTRAP}
+    consumer = Consumer(consumer_config(kafka))
+    producer = Producer(producer_config(kafka, delivery_timeout_s=60))
+    topics = [f"{name}-{s}" for s in ("m", "mb", "w", "wb")]
+    ends: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > 0:
+                ends[(topic, p)] = high
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    message_topics = frozenset(topics[:2])
+    rules = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
+    shards: dict[str, Shard] = {}
+    out_topic, dlq_topic = f"{name}-out", f"{name}-dlq"
+    remaining = dict(ends)
+
+    def emit(outputs: list[Attributed | DeadLetter]) -> None:
+        for o in outputs:
+            if isinstance(o, Attributed):
+                key, value, _ = walkthrough_record(o)
+                producer.produce(out_topic, value, key)
+            else:
+                key, value, headers = dead_letter_record(o)
+                producer.produce(dlq_topic, value, key, headers=headers)
+        producer.poll(0)
+
+    while remaining:
+        batch = consumer.consume(10_000, timeout=1.0)
+        now = time.time_ns()
+        outputs: list[Attributed | DeadLetter] = []
+        for m in batch:
+            topic, p, offset = m.topic(), m.partition(), m.offset()
+            if m.error() is not None or topic is None or p is None or offset is None:
+                continue
+            origin = Origin(topic, p, offset, m.key(), m.value())
+            decoded = decode_record(origin, message_topics)
+            if isinstance(decoded, DeadLetter):
+                outputs.append(decoded)
+            else:
+                event = decoded[0]
+                key = shard_of(event.business_id, event.customer_id)
+                shard = shards.get(key)
+                if shard is None:
+                    shard = shards[key] = Shard()
+                outputs += shard.apply(event, origin, now, rules)
+            if offset + 1 >= ends[(topic, p)]:
+                remaining.pop((topic, p), None)
+        emit(outputs)
+    now = time.time_ns()
+    for shard in shards.values():
+        emit(shard.decide_all(now, rules))
+    producer.flush(60)
+    consumer.close()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    name = f"bench-{int(time.time())}"
+    t0 = time.perf_counter()
+    records = prepare(name, args.events)
+    print(f"produced {records} records in {time.perf_counter() - t0:.1f}s", flush=True)
+    try:
+        raw_s = run_raw_loop(name)
+        report(
+            "raw_loop",
+            records=records,
+            seconds=round(raw_s, 2),
+            events_per_s=round(records / raw_s),
+        )
+        for mongo in (False, True):
+            for processes in (1, 2):
+                secs = run_dataflow(name, processes=processes, mongo=mongo)
+                report(
+                    "e2e",
+                    records=records,
+                    processes=processes,
+                    workers_per_process=1,
+                    mongo=mongo,
+                    seconds=round(secs, 2),
+                    events_per_s=round(records / secs),
+                    events_per_s_per_process=round(records / secs / processes),
+                    ratio_to_raw=round(raw_s / secs, 3),
+                )
+    finally:
+        admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+        admin.delete_topics([f"{name}-{s}" for s in PARTITIONS])
+        pymongo.MongoClient(MONGO_URI).drop_database(name.replace("-", ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Scale and memory: 1 million live customer keys in the attribution state.
+
+Builds the state of N customers (default 1,000,000) in one process, the way the dataflow's
+shards hold it, then reports RSS, bytes per retained event, the size of a full snapshot (every
+shard pickled, as Bytewax stores them), the time to restore it (the CPU part of a resume), and
+throughput with that state in place.
+
+Usage: python -m bench.memory [--customers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import time
+
+from bench.common import report
+from walkthroughs import traffic
+from walkthroughs.attribution import Rules, Shard, shard_of
+from walkthroughs.schema import Origin
+
+RULES = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
+ORIGIN = Origin("bench", 0, 0, None, b"")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    args = parser.parse_args()
+    start = time.time_ns() - 3 * traffic.DAY
+    shards: dict[str, Shard] = {}
+    baseline = rss_bytes()
+    now = time.time_ns()
+    chunk = 100_000
+    for first in range(0, args.customers, chunk):  # in chunks: the sample itself is not state
+        sample = traffic.generate(
+            seed=first,
+            businesses=2000,
+            customers=chunk,
+            start_ns=start,
+            bad_records=False,
+            duplicate_rate=0.0,
+            prefix=f"c{first}-",
+        )
+        for e in sample.events:
+            key = shard_of(e.business_id, e.customer_id)
+            shard = shards.get(key)
+            if shard is None:
+                shard = shards[key] = Shard()
+            shard.apply(e, ORIGIN, now, RULES)
+        del sample
+        gc.collect()
+    customers = sum(len(s) for s in shards.values())
+    messages = walkins = 0
+    for s in shards.values():
+        m, w = s.retained()
+        messages += m
+        walkins += w
+    state_rss = rss_bytes() - baseline
+
+    started = time.perf_counter()
+    blobs = [s.dump() for s in shards.values()]
+    dump_s = time.perf_counter() - started
+    snapshot_bytes = sum(len(b) for b in blobs)
+    started = time.perf_counter()
+    restored = [Shard.restore(b) for b in blobs]
+    restore_s = time.perf_counter() - started
+    del restored, blobs
+    gc.collect()
+
+    steady = traffic.generate(
+        seed=999_999,
+        businesses=2000,
+        customers=100_000,
+        start_ns=start,
+        bad_records=False,
+        duplicate_rate=0.0,
+        prefix="steady-",
+    )
+    started = time.perf_counter()
+    for e in steady.events:
+        key = shard_of(e.business_id, e.customer_id)
+        shard = shards.get(key)
+        if shard is None:
+            shard = shards[key] = Shard()
+        shard.apply(e, ORIGIN, now, RULES)
+    steady_rate = len(steady.events) / (time.perf_counter() - started)
+
+    report(
+        "memory",
+        customers=customers,
+        retained_messages=messages,
+        retained_walkins=walkins,
+        state_rss_mib=round(state_rss / 2**20),
+        process_rss_mib=round(rss_bytes() / 2**20),
+        bytes_per_retained_event=round(state_rss / max(1, messages + walkins)),
+        snapshot_mib=round(snapshot_bytes / 2**20, 1),
+        snapshot_s=round(dump_s, 2),
+        restore_s=round(restore_s, 2),
+        events_per_s_at_size=round(steady_rate),
+    )
+
+
+if __name__ == "__main__":
+    main()
