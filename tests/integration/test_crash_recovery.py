@@ -32,7 +32,9 @@ def assert_exact(deployment: Deployment, sample: traffic.Traffic) -> dict[str, o
     expected = expected_walkthroughs(sample.events, WINDOW_NS)
     assert deployment.output() == expected
     docs, counts = deployment.mongo()
-    assert docs == [to_mongo_doc(w) for _, w in sorted(expected.items())]
+    want = [to_mongo_doc(w) for _, w in sorted(expected.items())]
+    wrong = [(d, w) for d, w in zip(docs, want, strict=False) if d != w]
+    assert docs == want, f"{len(docs)} vs {len(want)} documents; first differences: {wrong[:2]}"
     assert counts == expected_counts(expected)
     dead = deployment.dead_letters()
     # At-least-once: a replayed epoch may report a bad record twice, never zero times.

@@ -1,14 +1,14 @@
 """Kafka output that never drops silently: every delivery report is checked before a commit.
 
 Bytewax 0.21's ``KafkaSink`` registers no delivery callback, so records the broker never got are
-lost without a word; and a ``DynamicSink`` has no hook at the end of an epoch, so nothing ties its
-writes to the recovery commit. Ours is a ``FixedPartitionedSink``: ``write_batch`` hands records
-to the producer without waiting (low latency), and ``snapshot()``, which Bytewax calls when an
-epoch closes and before it commits that epoch's recovery state, waits until the broker
-acknowledged everything (``acks=all``, idempotent producer: retries neither reorder nor
-duplicate). A delivery error, a queue that stays full or a flush that times out raises
+lost without a word. Ours waits, in ``write_batch``, until the broker acknowledged the whole
+batch (``acks=all``, idempotent producer: retries neither reorder nor duplicate), so nothing it
+was handed can be lost once Bytewax moves on (``snapshot()`` checks again at epoch close). A
+delivery error, a queue that stays full or a flush that times out raises
 ``SinkUnavailableError``: the epoch is not committed, the worker stops, and recovery replays it.
-At-least-once; downstream the latest record per ``walkin_id`` is the truth.
+At-least-once; downstream the latest record per ``walkin_id`` is the truth. It is a
+``FixedPartitionedSink`` keyed by state shard, so every revision of a walk-in goes through one
+producer, in order.
 
 Records are partitioned like the Java client does (murmur2 of the key), so consumers written with
 Kafka Streams can co-partition with the output topic. One producer per process and topic is
@@ -171,6 +171,10 @@ class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):
     def write_batch(self, values: list[X]) -> None:
         self._producer.batch_size.observe(len(values))
         self._producer.send([self._serialize(v) for v in values])
+        # Acknowledged before returning: our kill -9 tests showed that Bytewax 0.21 can commit
+        # an epoch before a partitioned sink's snapshot() ran for it, so snapshot() alone is
+        # not a safe place to wait.
+        self._producer.confirm()
 
     def snapshot(self) -> None:
         self._producer.confirm()

@@ -188,12 +188,12 @@ def _client(uri: str) -> MongoClient[Doc]:
 
 
 class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
-    """Buffers walkthroughs (the best per walk-in) and writes them in few, large batches.
+    """Writes each batch Bytewax hands over before returning (collapsed to the best per walk-in).
 
-    A write costs two round trips plus a recount whatever its size, so batching pays. The buffer
-    is written when it holds ``max_buffer`` walk-ins, when its oldest item is ``flush_interval_s``
-    old, and always in ``snapshot()``, which Bytewax calls before it commits an epoch: nothing
-    is acknowledged to recovery before it is in MongoDB.
+    Synchronous on purpose: a write must be in MongoDB before Bytewax can commit the epoch that
+    produced it, and ``write_batch`` returning is the only point Bytewax 0.21 is known to order
+    before the commit (buffering until ``snapshot()`` lost writes under ``kill -9`` in our
+    crash test).
     """
 
     def __init__(
@@ -219,15 +219,13 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
 
     def write_batch(self, values: list[Walkthrough]) -> None:
         metrics.SINK_BATCH_SIZE.labels("mongo").observe(len(values))
+        # Written now, not buffered until snapshot(): with buffering, kill -9 tests lost
+        # writes (Bytewax 0.21 can commit an epoch this partition's buffer still held).
         for w in values:
             held = self._buffer.get(w.walkin_id)
             if held is None or _rank(w) > _rank(held):
                 self._buffer[w.walkin_id] = w
-        now = self._monotonic()
-        if self._oldest is None:
-            self._oldest = now
-        if len(self._buffer) >= self._max_buffer or now - self._oldest >= self._flush_interval_s:
-            self._flush()
+        self._flush()
 
     def snapshot(self) -> None:
         self._flush()
