@@ -46,3 +46,17 @@ def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[floa
     """Run ``measure`` ``runs`` times; return the median and every value."""
     values = [measure() for _ in range(runs)]
     return statistics.median(values), values
+
+
+def apply_events(shards: dict[str, Any], events: list[Any], now_ns: int, rules: Any) -> None:
+    """Feed events to their shards the way the dataflow routes them (for in-memory benches)."""
+    from walkthroughs.attribution import Shard, shard_of
+    from walkthroughs.schema import Origin
+
+    origin = Origin("bench", 0, 0, None, b"")
+    for e in events:
+        key = shard_of(e.business_id, e.customer_id)
+        shard = shards.get(key)
+        if shard is None:
+            shard = shards[key] = Shard()
+        shard.apply(e, origin, now_ns, rules)

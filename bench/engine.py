@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import median_of, report
+from bench.common import apply_events, median_of, report
 from walkthroughs import traffic
-from walkthroughs.attribution import Rules, Shard, shard_of
-from walkthroughs.schema import Origin
+from walkthroughs.attribution import Rules, Shard
 
 RULES = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
-ORIGIN = Origin("bench", 0, 0, None, b"")
 
 
 def main() -> None:
@@ -35,12 +33,7 @@ def main() -> None:
         shards: dict[str, Shard] = {}
         now = time.time_ns()
         started = time.perf_counter()
-        for e in events:
-            key = shard_of(e.business_id, e.customer_id)
-            shard = shards.get(key)
-            if shard is None:
-                shard = shards[key] = Shard()
-            shard.apply(e, ORIGIN, now, RULES)
+        apply_events(shards, events, now, RULES)
         for shard in shards.values():
             shard.decide_all(now, RULES)
         return len(events) / (time.perf_counter() - started)

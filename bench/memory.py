@@ -15,13 +15,11 @@ import gc
 import resource
 import time
 
-from bench.common import report
+from bench.common import apply_events, report
 from walkthroughs import traffic
-from walkthroughs.attribution import Rules, Shard, shard_of
-from walkthroughs.schema import Origin
+from walkthroughs.attribution import Rules, Shard
 
 RULES = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
-ORIGIN = Origin("bench", 0, 0, None, b"")
 
 
 def rss_bytes() -> int:
@@ -48,12 +46,7 @@ def main() -> None:
             duplicate_rate=0.0,
             prefix=f"c{first}-",
         )
-        for e in sample.events:
-            key = shard_of(e.business_id, e.customer_id)
-            shard = shards.get(key)
-            if shard is None:
-                shard = shards[key] = Shard()
-            shard.apply(e, ORIGIN, now, RULES)
+        apply_events(shards, sample.events, now, RULES)
         del sample
         gc.collect()
     customers = sum(len(s) for s in shards.values())
@@ -84,12 +77,7 @@ def main() -> None:
         prefix="steady-",
     )
     started = time.perf_counter()
-    for e in steady.events:
-        key = shard_of(e.business_id, e.customer_id)
-        shard = shards.get(key)
-        if shard is None:
-            shard = shards[key] = Shard()
-        shard.apply(e, ORIGIN, now, RULES)
+    apply_events(shards, steady.events, now, RULES)
     steady_rate = len(steady.events) / (time.perf_counter() - started)
 
     report(

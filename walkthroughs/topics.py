@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -16,7 +16,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.sinks.kafka import producer_config
+from walkthroughs.sinks.kafka import CheckedProducer, Headers, producer_config
 from walkthroughs.sources.kafka import consumer_config
 
 
@@ -157,7 +157,7 @@ def copy_time_range(
     only that range is read. Returns the number of records copied.
     """
     consumer = Consumer(consumer_config(kafka_config))
-    producer = _CheckedProducerForCopy(kafka_config, target, timeout_s)
+    producer = CheckedProducer(producer_config(kafka_config, timeout_s), target, timeout_s)
     try:
         meta = consumer.list_topics(source, timeout=timeout_s).topics[source]
         ms = [int(start.timestamp() * 1000), int(end.timestamp() * 1000)]
@@ -184,7 +184,7 @@ def copy_time_range(
                 if m.error() is not None or p is None or offset is None or p in done_parts:
                     continue
                 if offset < ranges[p][1]:
-                    producer.send(m.key(), m.value(), m.headers())
+                    producer.send([(m.key(), m.value(), cast(Headers, m.headers()))])
                     copied += 1
                 if offset + 1 >= ranges[p][1]:
                     done_parts.add(p)
@@ -193,33 +193,6 @@ def copy_time_range(
         return copied
     finally:
         consumer.close()
-
-
-class _CheckedProducerForCopy:
-    def __init__(self, kafka_config: Mapping[str, str], topic: str, timeout_s: float) -> None:
-        self._producer = Producer(producer_config(kafka_config, delivery_timeout_s=timeout_s))
-        self._topic = topic
-        self._timeout_s = timeout_s
-        self._failures: list[str] = []
-
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures.append(str(error))
-
-    def send(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    self._topic, value, key, headers=headers, on_delivery=self._on_delivery
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.1)
-
-    def confirm(self) -> None:
-        if self._producer.flush(self._timeout_s) or self._failures:
-            msg = f"copying to {self._topic} failed: {self._failures[:1] or 'timed out'}"
-            raise WalkthroughsError(msg)
 
 
 def read_topic(kafka_config: Mapping[str, str], topic: str, timeout_s: float = 30) -> list[Record]:

@@ -82,6 +82,11 @@ class Deployment:
         topic = self.topic(suffix)
         return [(topic, p, o) for p, o in produce(self.kafka, topic, records)]
 
+    def feed(self, sample: Any) -> None:
+        """Produce a ``traffic.Traffic`` sample to the live topics (messages, then walk-ins)."""
+        self.produce("m", sample.messages)
+        self.produce("w", sample.walkins)
+
     def run(
         self, *args: str, timeout_s: float = 300, **env: str
     ) -> subprocess.CompletedProcess[str]:

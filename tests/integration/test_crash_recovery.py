@@ -131,8 +131,7 @@ def test_replay_through_the_backfill_topics_changes_nothing(
     """The same events again, via the backfill topics: with the old state, then with none."""
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=8, businesses=4, customers=600, start_ns=START_NS)
-    deployment.produce("m", sample.messages)
-    deployment.produce("w", sample.walkins)
+    deployment.feed(sample)
     first = deployment.run(*recovery_args(recovery, workers=2))
     assert first.returncode == 0, first.stderr
     before = deployment.mongo()
@@ -268,8 +267,7 @@ def test_recovery_store_stops_growing_under_key_churn(
             bad_records=False,
             prefix=f"r{run}-",
         )
-        deployment.produce("m", sample.messages)
-        deployment.produce("w", sample.walkins)
+        deployment.feed(sample)
         done = deployment.run(*recovery_args(recovery, workers=2), **short)
         assert done.returncode == 0, done.stderr
         figures.append(stored_state(recovery))

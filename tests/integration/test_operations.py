@@ -26,8 +26,7 @@ def test_sigterm_stops_promptly_and_a_restart_completes(
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=3, businesses=4, customers=800, start_ns=START_NS)
-    deployment.produce("m", sample.messages)
-    deployment.produce("w", sample.walkins)
+    deployment.feed(sample)
     proc = deployment.start(
         *recovery_args(recovery, workers=2), WALKTHROUGHS_STOP_AT_END="0", WALKTHROUGHS_HOLD="0"
     )
@@ -80,8 +79,7 @@ def test_kafka_outage_longer_than_the_delivery_timeout_stops_loudly_then_restart
         WALKTHROUGHS_KAFKA_MESSAGE_TIMEOUT_MS="3000",
     )
     try:
-        deployment.produce("m", sample.messages)
-        deployment.produce("w", sample.walkins)
+        deployment.feed(sample)
         wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # inputs are being read
         stack.stop(stack.KAFKA)  # type: ignore[attr-defined]  # walk-ins fall due meanwhile
         proc.wait(timeout=120)
@@ -142,8 +140,7 @@ def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=14, businesses=4, customers=600, start_ns=START_NS)
-    deployment.produce("m", sample.messages)
-    deployment.produce("w", sample.walkins)
+    deployment.feed(sample)
     stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
     run = deployment.run(*recovery_args(recovery, workers=2), WALKTHROUGHS_MONGO_RETRY_LIMIT="3s")
     assert run.returncode != 0
@@ -159,8 +156,7 @@ def test_mongo_outage_within_the_limit_is_ridden_out(
     deployment: Deployment, stack: object, tmp_path: Path
 ) -> None:
     sample = traffic.generate(seed=15, businesses=4, customers=600, start_ns=START_NS)
-    deployment.produce("m", sample.messages)
-    deployment.produce("w", sample.walkins)
+    deployment.feed(sample)
     log = tmp_path / "run.log"
     stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
     proc = deployment.start("-w", "2", log=log, WALKTHROUGHS_STOP_AT_END="1")
@@ -179,8 +175,7 @@ def test_secrets_never_reach_the_logs(deployment: Deployment) -> None:
     in the settings logged at start-up or in the error that stops the worker."""
     planted = "planted-Secret-7f3a"
     sample = traffic.generate(seed=16, businesses=2, customers=100, start_ns=START_NS)
-    deployment.produce("m", sample.messages)
-    deployment.produce("w", sample.walkins)
+    deployment.feed(sample)
     run = deployment.run(
         WALKTHROUGHS_KAFKA_SASL_USERNAME="svc",
         WALKTHROUGHS_KAFKA_SASL_PASSWORD=planted,
@@ -214,8 +209,7 @@ def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path:
         BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path),
     )
     try:
-        deployment.produce("m", sample.messages)
-        deployment.produce("w", sample.walkins)
+        deployment.feed(sample)
         total = len(sample.messages) + len(sample.walkins)
 
         def scrape() -> dict[str, float]:

@@ -74,7 +74,7 @@ def producer_config(
     }
 
 
-class _CheckedProducer:
+class CheckedProducer:
     """A producer that remembers delivery failures until someone checks them."""
 
     def __init__(self, config: dict[str, object], topic: str, timeout_s: float) -> None:
@@ -93,6 +93,7 @@ class _CheckedProducer:
                 self._failures.append(f"{error} (partition {message.partition()})")
 
     def send(self, records: list[Record]) -> None:
+        """Hand records to the producer, waiting (within limits) while its queue is full."""
         deadline = time.monotonic() + self.timeout_s
         for key, value, headers in records:
             while True:
@@ -144,7 +145,7 @@ class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
         # Wait as long as librdkafka keeps trying (a pass-through may have changed it).
         self._timeout_s = int(str(self._config["message.timeout.ms"])) / 1000
         # All workers of a process share this sink object, hence one producer per process.
-        self._producer: _CheckedProducer | None = None
+        self._producer: CheckedProducer | None = None
         self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
@@ -159,12 +160,12 @@ class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
         """Attach the partition to this process's producer for the topic."""
         with self._lock:
             if self._producer is None:
-                self._producer = _CheckedProducer(self._config, self._topic, self._timeout_s)
+                self._producer = CheckedProducer(self._config, self._topic, self._timeout_s)
             return _KafkaWriter(self._producer, self._serialize)
 
 
 class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):
-    def __init__(self, producer: _CheckedProducer, serialize: Serializer[X]) -> None:
+    def __init__(self, producer: CheckedProducer, serialize: Serializer[X]) -> None:
         self._producer = producer
         self._serialize = serialize
 
