@@ -18,6 +18,7 @@ import time
 from bench.common import apply_events, report
 from walkthroughs import traffic
 from walkthroughs.attribution import Rules, Shard
+from walkthroughs.codec import decode_message, decode_walkin
 
 RULES = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
 
@@ -46,7 +47,11 @@ def main() -> None:
             duplicate_rate=0.0,
             prefix=f"c{first}-",
         )
-        apply_events(shards, sample.events, now, RULES)
+        # Decoded from their wire bytes, as the dataflow gets them (strings shared as in decode).
+        events = [decode_message(v) for _, v in sample.messages]
+        events += [decode_walkin(v) for _, v in sample.walkins]
+        apply_events(shards, events, now, RULES)
+        del events
         del sample
         gc.collect()
     customers = sum(len(s) for s in shards.values())

@@ -63,7 +63,12 @@ def decode_message(value: bytes | None) -> MessageEvent:
     if msg.channel not in CHANNEL_NUMBERS:
         raise DecodeError(Reason.INVALID_CHANNEL, str(msg.channel))
     return MessageEvent(
-        msg.message_id, msg.business_id, msg.customer_id, sent_at_ns, msg.channel, msg.campaign_id
+        msg.message_id,
+        shared(msg.business_id),
+        msg.customer_id,
+        sent_at_ns,
+        msg.channel,
+        shared(msg.campaign_id),
     )
 
 
@@ -88,7 +93,12 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
         _timestamp_ns(msg.ended_at, "ended_at")
     date = local_date(started_at_ns, msg.timezone)
     return WalkInEvent(
-        msg.walkin_id, msg.business_id, msg.customer_id, msg.location_id, started_at_ns, date
+        msg.walkin_id,
+        shared(msg.business_id),
+        msg.customer_id,
+        shared(msg.location_id),
+        started_at_ns,
+        shared(date),
     )
 
 
@@ -162,6 +172,26 @@ def local_date(at_ns: int, timezone: str) -> str:
         DecodeError: the zone is unknown.
     """
     return datetime.fromtimestamp(at_ns // NS_PER_S, zone(timezone)).date().isoformat()
+
+
+_SHARED: dict[str, str] = {}
+_SHARED_MAX = 200_000
+
+
+def shared(value: str) -> str:
+    """Return one shared copy of a string that repeats across events.
+
+    Business ids, campaigns, locations and dates repeat across millions of retained events;
+    sharing one copy of each saves tens of bytes per event. Bounded (unlike ``sys.intern``,
+    whose strings are immortal on newer Pythons): the pool starts over when it is full.
+    """
+    found = _SHARED.get(value)
+    if found is not None:
+        return found
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
 
 
 @lru_cache(maxsize=4096)
