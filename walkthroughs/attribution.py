@@ -119,7 +119,17 @@ class _WalkIn:
         return self.decide_at_ns != _DECIDED
 
     def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        # Spelled out, in __slots__ order: this runs for every retained walk-in at every snapshot.
+        return (
+            self.best,
+            self.decide_at_ns,
+            self.expires_at_ns,
+            self.local_date,
+            self.location_id,
+            self.read_at_ns,
+            self.started_at_ns,
+            self.walkin_id,
+        )
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         for name, value in zip(self.__slots__, state, strict=True):

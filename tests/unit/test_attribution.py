@@ -186,3 +186,14 @@ def test_shard_keys_are_bounded_and_stable() -> None:
 def test_rules_reject_impossible_timings(window: int, hold: int, lateness: int) -> None:
     with pytest.raises(ValueError, match=r"must be positive|hold"):
         Rules(window, hold, lateness)
+
+
+def test_every_walkin_field_survives_a_pickle_round_trip() -> None:
+    shard = Shard()
+    shard.apply(msg("m1", T - H), ORIGIN, 0, RULES)
+    shard.apply(walkin(), ORIGIN, 5, RULES)
+    before = shard.customers[("b", "c")].walkins[0]
+    after = Shard.restore(shard.dump()).customers[("b", "c")].walkins[0]
+    assert all(getattr(before, f) == getattr(after, f) for f in type(before).__slots__)
+    assert after.best is not None
+    assert (after.read_at_ns, after.decide_at_ns, after.location_id) == (5, 5 + HOLD, "loc")
