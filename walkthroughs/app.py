@@ -43,7 +43,6 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
             settings.mongo_uri,
             settings.mongo_db,
             retry_limit_s=settings.mongo_retry_limit.total_seconds(),
-            flush_interval_s=settings.flush_interval.total_seconds(),
         )
         if settings.mongo_enabled
         else None

@@ -146,7 +146,6 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         database: str,
         *,
         retry_limit_s: float = 120.0,
-        flush_interval_s: float = 5.0,
         sleep: Sleeper = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         client_factory: Callable[[str], MongoClient[Doc]] | None = None,
@@ -154,7 +153,6 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         self._uri = uri
         self._database = database
         self._retry_limit_s = retry_limit_s
-        self._flush_interval_s = flush_interval_s
         self._sleep = sleep
         self._monotonic = monotonic
         self._client_factory = client_factory or _client
@@ -171,14 +169,7 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         """Connect (and fail fast if the server is unreachable)."""
         client = self._client_factory(self._uri)
         db = client[self._database]
-        writer = _MongoWriter(
-            client,
-            db,
-            self._retry_limit_s,
-            self._sleep,
-            self._monotonic,
-            flush_interval_s=self._flush_interval_s,
-        )
+        writer = _MongoWriter(client, db, self._retry_limit_s, self._sleep, self._monotonic)
         writer.with_retries("ensure_indexes", lambda: ensure_indexes(db))
         return writer
 
@@ -188,7 +179,7 @@ def _client(uri: str) -> MongoClient[Doc]:
 
 
 class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
-    """Writes each batch Bytewax hands over before returning (collapsed to the best per walk-in).
+    """Writes each batch Bytewax hands over before returning.
 
     Synchronous on purpose: a write must be in MongoDB before Bytewax can commit the epoch that
     produced it, and ``write_batch`` returning is the only point Bytewax 0.21 is known to order
@@ -203,54 +194,30 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
         retry_limit_s: float,
         sleep: Sleeper,
         monotonic: Callable[[], float],
-        flush_interval_s: float = 5.0,
-        max_buffer: int = 5000,
     ) -> None:
         self._client = client
         self._db = db
         self._retry_limit_s = retry_limit_s
         self._sleep = sleep
         self._monotonic = monotonic
-        self._flush_interval_s = flush_interval_s
-        self._max_buffer = max_buffer
-        self._buffer: dict[str, Walkthrough] = {}
-        self._oldest: float | None = None
-        self._failed = False
 
     def write_batch(self, values: list[Walkthrough]) -> None:
         metrics.SINK_BATCH_SIZE.labels("mongo").observe(len(values))
-        # Written now, not buffered until snapshot(): with buffering, kill -9 tests lost
-        # writes (Bytewax 0.21 can commit an epoch this partition's buffer still held).
-        for w in values:
-            held = self._buffer.get(w.walkin_id)
-            if held is None or _rank(w) > _rank(held):
-                self._buffer[w.walkin_id] = w
-        self._flush()
-
-    def snapshot(self) -> None:
-        self._flush()
-
-    def close(self) -> None:
-        # Bytewax also closes partitions while a failure unwinds the worker: do not fail twice.
-        if not self._failed:
-            self._flush()
-        self._client.close()
-
-    def _flush(self) -> None:
-        if not self._buffer:
-            return
-        batch = list(self._buffer.values())
         started = time.monotonic()
         written = self.with_retries(
-            "write_walkthroughs", lambda: write_walkthroughs(self._db, batch)
+            "write_walkthroughs", lambda: write_walkthroughs(self._db, values)
         )
-        self._buffer.clear()
-        self._oldest = None
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         log.debug(
             "mongo_batch",
-            extra={"fields": {"count": len(batch), "written": written, "elapsed_ms": elapsed_ms}},
+            extra={"fields": {"count": len(values), "written": written, "elapsed_ms": elapsed_ms}},
         )
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._client.close()
 
     def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
         """Run an idempotent action, retrying transient errors with capped backoff."""
@@ -270,7 +237,6 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
                     log.error(
                         "mongo_sink_failed", extra={"fields": {"what": what, "attempts": attempt}}
                     )
-                    self._failed = True
                     raise SinkUnavailableError(msg) from exc
                 metrics.SINK_RETRIES.labels("mongo").inc()
                 log.warning(
