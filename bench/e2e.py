@@ -17,7 +17,6 @@ import argparse
 import gc
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import report
 from tests.hostile import hostile_record
+from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.app import GC_THRESHOLD
 from walkthroughs.attribution import Rules, Shard, shard_of
@@ -95,12 +95,7 @@ def run_dataflow(name: str, *, processes: int, mongo: bool) -> float:
     if processes == 1:
         commands = [["-w", "1"]]
     else:
-        ports = []
-        for _ in range(processes):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                ports.append(s.getsockname()[1])
-        addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+        addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
         commands = [["-i", str(i), "-a", addresses] for i in range(processes)]
     started = time.perf_counter()
     procs = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from bench.common import report
 from bench.e2e import BOOTSTRAP, PARTITIONS, env
+from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.codec import encode_message, encode_walkin
 from walkthroughs.schema import MessageEvent, WalkInEvent
@@ -68,9 +68,7 @@ def run(hold_s: int, walkins: int, rate: float) -> dict[str, float]:
     name = f"lat-{int(time.time())}-{hold_s}"
     kafka = {"bootstrap.servers": BOOTSTRAP}
     ensure_topics(kafka, {f"{name}-{s}": n for s, n in PARTITIONS.items()})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     environment = {
         **env(name, mongo=True),
         "WALKTHROUGHS_STOP_AT_END": "0",

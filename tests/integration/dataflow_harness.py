@@ -8,10 +8,11 @@ reading every output back.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,9 @@ from typing import Any, TypeVar
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
-from walkthroughs.codec import decode_walkthrough
+from tests.reference import expected_walkthroughs
+from walkthroughs import traffic
+from walkthroughs.codec import channel_name, decode_walkthrough, to_mongo_doc
 from walkthroughs.schema import Walkthrough
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
 from walkthroughs.topics import Record, ensure_topics, produce, read_topic
@@ -143,8 +146,6 @@ class Deployment:
 
 def expected_counts(walkthroughs: Mapping[str, Walkthrough]) -> list[dict[str, Any]]:
     """The counts collection the contract asks for: walkthroughs grouped by business and date."""
-    from walkthroughs.codec import channel_name
-
     grouped: dict[tuple[str, str], dict[str, int]] = {}
     for w in walkthroughs.values():
         by = grouped.setdefault((w.business_id, w.local_date), {})
@@ -153,11 +154,6 @@ def expected_counts(walkthroughs: Mapping[str, Walkthrough]) -> list[dict[str, A
         {"business_id": b, "date": d, "count": sum(by.values()), "by_channel": by}
         for (b, d), by in sorted(grouped.items())
     ]
-
-
-def lines(proc: subprocess.Popen[str]) -> Iterator[str]:
-    assert proc.stdout is not None
-    yield from proc.stdout
 
 
 def init_recovery(folder: Path, partitions: int) -> Path:
@@ -192,3 +188,37 @@ def wait_for(check: Callable[[], T | None], timeout_s: float = 90) -> T:
         time.sleep(0.2)
     msg = f"condition not met within {timeout_s}s"
     raise AssertionError(msg)
+
+
+WINDOW_NS = 7 * traffic.DAY
+START_NS = time.time_ns() - 3 * traffic.DAY  # sample traffic covers the three days up to now
+
+
+def assert_exact(deployment: Deployment, sample: traffic.Traffic) -> dict[str, object]:
+    expected = expected_walkthroughs(sample.events, WINDOW_NS)
+    assert deployment.output() == expected
+    docs, counts = deployment.mongo()
+    want = [to_mongo_doc(w) for _, w in sorted(expected.items())]
+    wrong = [(d, w) for d, w in zip(docs, want, strict=False) if d != w]
+    assert docs == want, f"{len(docs)} vs {len(want)} documents; first differences: {wrong[:2]}"
+    assert counts == expected_counts(expected)
+    dead = deployment.dead_letters()
+    # At-least-once: a replayed epoch may report a bad record twice, never zero times.
+    positions = {
+        (r.headers["source_topic"], r.headers["source_partition"], r.headers["source_offset"])
+        for r in dead
+    }
+    assert len(positions) == sample.bad
+    assert all(r.headers["error"].split(b" ")[0] != b"late" for r in dead)
+    return {"walkthroughs": len(expected), "dead_letters": len(dead)}
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports nothing listens on now (for Bytewax cluster addresses and the API server)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

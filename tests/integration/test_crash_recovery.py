@@ -14,37 +14,18 @@ import time
 from pathlib import Path
 
 from tests.integration.dataflow_harness import (
+    START_NS,
+    WINDOW_NS,
     Deployment,
+    assert_exact,
     chunks,
     expected_counts,
+    free_ports,
     init_recovery,
     recovery_args,
 )
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
-from walkthroughs.codec import to_mongo_doc
-
-WINDOW_NS = 7 * traffic.DAY
-START_NS = time.time_ns() - 3 * traffic.DAY
-
-
-def assert_exact(deployment: Deployment, sample: traffic.Traffic) -> dict[str, object]:
-    expected = expected_walkthroughs(sample.events, WINDOW_NS)
-    assert deployment.output() == expected
-    docs, counts = deployment.mongo()
-    want = [to_mongo_doc(w) for _, w in sorted(expected.items())]
-    wrong = [(d, w) for d, w in zip(docs, want, strict=False) if d != w]
-    assert docs == want, f"{len(docs)} vs {len(want)} documents; first differences: {wrong[:2]}"
-    assert counts == expected_counts(expected)
-    dead = deployment.dead_letters()
-    # At-least-once: a replayed epoch may report a bad record twice, never zero times.
-    positions = {
-        (r.headers["source_topic"], r.headers["source_partition"], r.headers["source_offset"])
-        for r in dead
-    }
-    assert len(positions) == sample.bad
-    assert all(r.headers["error"].split(b" ")[0] != b"late" for r in dead)
-    return {"walkthroughs": len(expected), "dead_letters": len(dead)}
 
 
 def test_kill_9_anywhere_then_resume_is_exact(deployment: Deployment, tmp_path: Path) -> None:
@@ -87,18 +68,6 @@ def test_kill_9_anywhere_then_resume_is_exact(deployment: Deployment, tmp_path: 
     assert final.returncode == 0, final.stdout + final.stderr
     figures = assert_exact(deployment, sample)
     print(f"crash points={crashes} events={len(sample.events)} {figures}")
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def test_rescale_1_then_3_then_2_workers_then_2_processes(

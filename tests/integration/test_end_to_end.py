@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.integration.dataflow_harness import Deployment, expected_counts, wait_for
+from tests.integration.dataflow_harness import (
+    START_NS,
+    WINDOW_NS,
+    Deployment,
+    expected_counts,
+    wait_for,
+)
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 from walkthroughs.codec import to_mongo_doc
-
-WINDOW_NS = timedelta(days=7) // timedelta(microseconds=1) * 1000
-START_NS = time.time_ns() - 3 * traffic.DAY
 
 
 def split_live_backfill(records: list[tuple[bytes, bytes | None]], seed: int) -> tuple[list, list]:

@@ -12,12 +12,14 @@ import pytest
 
 from tests.integration.dataflow_harness import (
     REPO,
+    START_NS,
     Deployment,
+    assert_exact,
+    free_ports,
     init_recovery,
     recovery_args,
     wait_for,
 )
-from tests.integration.test_crash_recovery import START_NS, assert_exact
 from walkthroughs import traffic
 
 
@@ -193,8 +195,6 @@ def test_secrets_never_reach_the_logs(deployment: Deployment) -> None:
 
 def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path: Path) -> None:
     import urllib.request
-
-    from tests.integration.test_crash_recovery import free_ports
 
     sample = traffic.generate(seed=18, businesses=3, customers=300, start_ns=START_NS)
     (port,) = free_ports(1)
