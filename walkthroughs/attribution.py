@@ -11,7 +11,8 @@ the message M of the same (b, c) with ``t - window < sent_at <= t`` and the grea
 Lifecycle, per (b, c):
 
 * A message is kept for ``window + allowed_lateness`` after it is read; a walk-in for
-  ``allowed_lateness``. Deadlines are absolute and stored with the event when it is read.
+  ``allowed_lateness``. Deadlines are absolute and stored with the event when it is read (a
+  walk-in stores one at a time: its decision, then its release).
 * A walk-in's first decision is made ``hold`` after it is read (or at end of input in bounded
   mode) with the messages read so far: a walkthrough, or nothing.
 * A message read later that beats a walk-in's current attribution re-attributes it; if the walk-in
@@ -33,8 +34,9 @@ from __future__ import annotations
 
 import heapq
 import pickle
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Any, Final
 from zlib import crc32
 
 from walkthroughs.schema import (
@@ -51,14 +53,42 @@ STATE_SHARDS = 1024
 """How many state keys hold all customers. Part of the recovery format: changing it re-routes
 customers to other shards, so it needs a fresh recovery store (or a migration)."""
 
+STATE_FORMAT = 2
+"""Version of the pickled shard layout below; a snapshot of another version is refused with a
+message instead of being misread. 1 was the object-per-walk-in layout of the first release."""
+
 Output = Attributed | DeadLetter
-CustomerKey = tuple[str, str]  # (business_id, customer_id): a tuple, so ids may hold any character
+CustomerKey = str  # see customer_key
+
+# State records are plain tuples read by index: the smallest Python records, pickled entirely in
+# C (a NamedTuple or an object with slots costs a Python call per record at every snapshot).
+
 # A stored message: (sent_at_ns, message_id, channel, campaign_id, expires_at_ns). Tuples sort by
 # (sent_at_ns, message_id) first, which is the rule's order; ids are unique within a customer.
 StoredMessage = tuple[int, str, int, str, int]
+M_SENT: Final = 0
+M_ID: Final = 1
+M_CHANNEL: Final = 2
+M_CAMPAIGN: Final = 3
+M_EXPIRES: Final = 4
 AttributionKey = tuple[int, str]  # (sent_at_ns, message_id) of the message a walk-in credits
+# A retained walk-in: (walkin_id, started_at_ns, location_id, local_date, best, due_ns, decided).
+# ``best`` is the stored message it credits so far; ``due_ns`` is read + hold while its first
+# decision is pending, then read + allowed lateness (when it is let go): one timestamp, not three.
+WalkIn = tuple[str, int, str, str, StoredMessage | None, int, bool]
+W_ID: Final = 0
+W_STARTED: Final = 1
+W_LOCATION: Final = 2
+W_DATE: Final = 3
+W_BEST: Final = 4
+W_DUE: Final = 5
+W_DECIDED: Final = 6
 # A walk-in let go: (walkin_id, started_at_ns, attribution or None, expires_at_ns).
 Ghost = tuple[str, int, AttributionKey | None, int]
+G_ID: Final = 0
+G_STARTED: Final = 1
+G_KEY: Final = 2
+G_EXPIRES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -79,6 +109,22 @@ class Rules:
             raise ValueError(msg)
 
 
+def customer_key(business_id: str, customer_id: str) -> CustomerKey:
+    """Return the key of a customer within its shard: ``<len(business)>:<business><customer>``.
+
+    The length prefix keeps it unambiguous whatever the ids hold. One string per retained
+    customer rather than a tuple of two saves about a hundred bytes each.
+    """
+    return f"{len(business_id)}:{business_id}{customer_id}"
+
+
+def split_customer_key(key: CustomerKey) -> tuple[str, str]:
+    """Return the (business_id, customer_id) a ``customer_key`` was made of."""
+    length, _, ids = key.partition(":")
+    n = int(length)
+    return ids[:n], ids[n:]
+
+
 def shard_of(business_id: str, customer_id: str) -> str:
     """Return the state key of a customer: stable across processes, runs and machines."""
     b = business_id.encode()
@@ -86,76 +132,30 @@ def shard_of(business_id: str, customer_id: str) -> str:
     return f"{digest % STATE_SHARDS:04d}"
 
 
-_DECIDED = -1  # decide_at_ns of a walk-in whose first decision is made
-
-
-class _WalkIn:
-    """A retained walk-in; mutable (its attribution and decision change), pickled as a tuple."""
-
-    __slots__ = (
-        "best",
-        "decide_at_ns",
-        "expires_at_ns",
-        "local_date",
-        "location_id",
-        "read_at_ns",
-        "started_at_ns",
-        "walkin_id",
-    )
-
-    def __init__(self, event: WalkInEvent, now_ns: int, rules: Rules) -> None:
-        self.walkin_id = event.walkin_id
-        self.started_at_ns = event.started_at_ns
-        self.location_id = event.location_id
-        self.local_date = event.local_date
-        self.read_at_ns = now_ns
-        self.decide_at_ns = now_ns + rules.hold_ns  # _DECIDED once decided
-        self.expires_at_ns = now_ns + rules.lateness_ns
-        self.best: StoredMessage | None = None
-
-    @property
-    def pending(self) -> bool:
-        """The first decision is still to be made."""
-        return self.decide_at_ns != _DECIDED
-
-    def __getstate__(self) -> tuple[object, ...]:
-        # Spelled out, in __slots__ order: this runs for every retained walk-in at every snapshot.
-        return (
-            self.best,
-            self.decide_at_ns,
-            self.expires_at_ns,
-            self.local_date,
-            self.location_id,
-            self.read_at_ns,
-            self.started_at_ns,
-            self.walkin_id,
-        )
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
-
-
 class CustomerState:
     """Everything retained for one (business, customer).
 
+    Containers are tuples, replaced on change (a customer holds a handful of events): an empty
+    one is the shared ``()``, and tuples weigh less than lists and pickle without Python calls.
     Invariants: ``messages`` is sorted and holds each message_id once; no walkin_id is in both
-    ``walkins`` and ``ghosts``; ``forgotten`` is the greatest message key let go, if any.
+    ``walkins`` and ``ghosts``; ``forgotten`` is the greatest message key let go, if any;
+    ``due_ns`` is the deadline of the customer's live timer (None: no timer).
     """
 
-    __slots__ = ("forgotten", "ghosts", "messages", "walkins")
+    __slots__ = ("due_ns", "forgotten", "ghosts", "messages", "walkins")
 
-    def __init__(self) -> None:
-        self.messages: list[StoredMessage] = []
-        self.walkins: list[_WalkIn] = []
-        self.ghosts: list[Ghost] = []
-        self.forgotten: AttributionKey | None = None
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return (self.messages, self.walkins, self.ghosts, self.forgotten)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        self.messages, self.walkins, self.ghosts, self.forgotten = state  # type: ignore[assignment]
+    def __init__(
+        self,
+        messages: tuple[StoredMessage, ...] = (),
+        walkins: tuple[WalkIn, ...] = (),
+        ghosts: tuple[Ghost, ...] = (),
+        forgotten: AttributionKey | None = None,
+    ) -> None:
+        self.messages = messages
+        self.walkins = walkins
+        self.ghosts = ghosts
+        self.forgotten = forgotten
+        self.due_ns: int | None = None
 
     def is_empty(self) -> bool:
         """Nothing is left to decide or to recognise: the key can be discarded."""
@@ -163,45 +163,51 @@ class CustomerState:
 
     def next_deadline_ns(self) -> int | None:
         """Return the earliest time something of this customer is due, if anything is."""
-        earliest: int | None = None
-        for m in self.messages:
-            if earliest is None or m[4] < earliest:
-                earliest = m[4]
-        for w in self.walkins:
-            due = w.decide_at_ns if w.decide_at_ns != _DECIDED else w.expires_at_ns
-            if earliest is None or due < earliest:
-                earliest = due
-        for g in self.ghosts:
-            if earliest is None or g[3] < earliest:
-                earliest = g[3]
-        return earliest
+        times = [m[M_EXPIRES] for m in self.messages]
+        times += [w[W_DUE] for w in self.walkins]
+        times += [g[G_EXPIRES] for g in self.ghosts]
+        return min(times) if times else None
 
 
 class Shard:
-    """The customers of one state key, with a timer heap over their deadlines.
+    """The customers of one state key, with timers over their deadlines.
 
-    ``_due[key]`` is the deadline of the heap entry kept for a customer; it is never later than
-    the customer's real next deadline, so no deadline is missed; heap entries whose time no
-    longer matches ``_due`` are stale and skipped. Only ``customers`` is pickled; the timers are
+    Timers are buckets: ``_timers`` maps a deadline to the customers due then, ``_heap`` orders
+    the deadlines. Events read together share their deadlines, so a customer costs one list slot
+    rather than a heap tuple. A customer's ``due_ns`` is the deadline of its live timer; it is
+    never later than the customer's real next deadline, so no deadline is missed. Timer entries
+    whose deadline no longer matches ``due_ns`` are stale and skipped. Only the customers are
+    pickled, as flat tuples (no Python code runs per object while pickling); the timers are
     rebuilt on restore.
     """
 
-    __slots__ = ("_due", "_heap", "customers")
+    __slots__ = ("_heap", "_timers", "customers")
 
     def __init__(self) -> None:
         self.customers: dict[CustomerKey, CustomerState] = {}
-        self._due: dict[CustomerKey, int] = {}
-        self._heap: list[tuple[int, CustomerKey]] = []
+        self._timers: dict[int, list[CustomerKey]] = {}
+        self._heap: list[int] = []
 
-    def __getstate__(self) -> dict[CustomerKey, CustomerState]:
-        return self.customers
+    def __getstate__(self) -> tuple[int, list[tuple[Any, ...]]]:
+        rows: list[tuple[Any, ...]] = [
+            (key, s.messages, s.walkins, s.ghosts, s.forgotten) for key, s in self.customers.items()
+        ]
+        return STATE_FORMAT, rows
 
-    def __setstate__(self, customers: dict[CustomerKey, CustomerState]) -> None:
-        self.customers = customers
-        self._due = {}
+    def __setstate__(self, state: tuple[int, list[tuple[Any, ...]]]) -> None:
+        version, rows = state
+        if version != STATE_FORMAT:
+            msg = (
+                f"recovery snapshot has state format {version}, this version reads "
+                f"{STATE_FORMAT}: start from a fresh recovery store or run the matching version"
+            )
+            raise ValueError(msg)
+        self.customers = {}
+        self._timers = {}
         self._heap = []
-        for key, state in customers.items():
-            self._schedule(key, state)
+        for key, messages, walkins, ghosts, forgotten in rows:
+            state_ = self.customers[key] = CustomerState(messages, walkins, ghosts, forgotten)
+            self._schedule(key, state_)
 
     def __len__(self) -> int:
         return len(self.customers)
@@ -231,7 +237,7 @@ class Shard:
         self, event: MessageEvent | WalkInEvent, origin: Origin, now_ns: int, rules: Rules
     ) -> list[Output]:
         """Take one event read at ``now_ns``; return what it decides (walkthroughs, late)."""
-        key = (event.business_id, event.customer_id)
+        key = customer_key(event.business_id, event.customer_id)
         state = self.customers.get(key)
         if state is None:
             state = self.customers[key] = CustomerState()
@@ -240,61 +246,65 @@ class Shard:
             added = _add_message(state, key, event, origin, now_ns, rules, out)
         else:
             added = _add_walkin(state, key, event, origin, now_ns, rules, out)
-        due = self._due.get(key)
+        due = state.due_ns
         if (due is not None and due <= now_ns) or (added is not None and added <= now_ns):
             _expire(state, key, now_ns, rules, out)  # something is due: the full pass
+            state.due_ns = None  # its timer is stale now: schedule afresh
             self._settle(key, state)
         elif added is not None:  # the fast path: only the new event's deadlines are new
-            self._schedule_at(key, added)
+            self._schedule_at(key, state, added)
         return out
 
     def expire(self, now_ns: int, rules: Rules) -> list[Output]:
         """Make every decision and let go of everything due at ``now_ns``."""
         out: list[Output] = []
-        while self._heap and self._heap[0][0] <= now_ns:
-            due, key = heapq.heappop(self._heap)
-            if self._due.get(key) != due:
-                continue  # stale: a newer entry exists for this customer
-            del self._due[key]
-            state = self.customers[key]
-            _expire(state, key, now_ns, rules, out)
-            self._settle(key, state)
+        heap = self._heap
+        while heap and heap[0] <= now_ns:
+            due = heapq.heappop(heap)
+            for key in self._timers.pop(due):
+                state = self.customers.get(key)
+                if state is None or state.due_ns != due:
+                    continue  # stale: the customer was discarded or has a newer timer
+                state.due_ns = None
+                _expire(state, key, now_ns, rules, out)
+                self._settle(key, state)  # its next deadline is after now: another bucket
         return out
 
     def decide_all(self, now_ns: int, rules: Rules) -> list[Output]:
         """Make every pending first decision now (end of input in bounded mode)."""
         out: list[Output] = []
-        for key, state in self.customers.items():
-            for walkin in state.walkins:
-                if walkin.pending:
-                    walkin.decide_at_ns = now_ns
-            _expire(state, key, now_ns, rules, out)
         for key, state in list(self.customers.items()):
+            _expire(state, key, now_ns, rules, out, decide_pending=True)
+            state.due_ns = None
             self._settle(key, state)
         return out
 
     def next_deadline_ns(self) -> int | None:
         """Return when ``expire`` next has something to do (possibly early, never late)."""
-        return self._heap[0][0] if self._heap else None
+        return self._heap[0] if self._heap else None
 
     def _settle(self, key: CustomerKey, state: CustomerState) -> None:
         if state.is_empty():
             del self.customers[key]
-            self._due.pop(key, None)
         else:
             self._schedule(key, state)
 
     def _schedule(self, key: CustomerKey, state: CustomerState) -> None:
         deadline = state.next_deadline_ns()
         if deadline is not None:
-            self._schedule_at(key, deadline)
+            self._schedule_at(key, state, deadline)
 
-    def _schedule_at(self, key: CustomerKey, deadline: int) -> None:
-        """Make sure a heap entry no later than ``deadline`` exists for the customer."""
-        current = self._due.get(key)
+    def _schedule_at(self, key: CustomerKey, state: CustomerState, deadline: int) -> None:
+        """Make sure a timer no later than ``deadline`` exists for the customer."""
+        current = state.due_ns
         if current is None or deadline < current:
-            self._due[key] = deadline
-            heapq.heappush(self._heap, (deadline, key))
+            state.due_ns = deadline
+            bucket = self._timers.get(deadline)
+            if bucket is None:
+                self._timers[deadline] = [key]
+                heapq.heappush(self._heap, deadline)
+            else:
+                bucket.append(key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,16 +322,16 @@ def _beats(candidate: AttributionKey, current: AttributionKey | None) -> bool:
 
 
 def _key_of(message: StoredMessage | None) -> AttributionKey | None:
-    return None if message is None else (message[0], message[1])
+    return None if message is None else (message[M_SENT], message[M_ID])
 
 
 def _best_message(
-    messages: list[StoredMessage], started_at_ns: int, rules: Rules
+    messages: tuple[StoredMessage, ...], started_at_ns: int, rules: Rules
 ) -> StoredMessage | None:
     """The greatest message with ``sent_at`` in ``(t - window, t]``, or None."""
     # (t + 1,) sorts after every message sent at or before t and before any sent later.
     i = bisect_left(messages, (started_at_ns + 1,))
-    if i and _credits(messages[i - 1][0], started_at_ns, rules):
+    if i and _credits(messages[i - 1][M_SENT], started_at_ns, rules):
         return messages[i - 1]
     return None
 
@@ -337,33 +347,36 @@ def _add_message(
 ) -> int | None:
     """Add a message; return its deadline, or None for a duplicate."""
     message_id = event.message_id
-    for m in state.messages:
-        if m[1] == message_id:
+    messages = state.messages
+    for m in messages:
+        if m[M_ID] == message_id:
             return None  # a duplicate: the first copy read is the one that counts
+    sent = event.sent_at_ns
     expires = now_ns + rules.window_ns + rules.lateness_ns
-    stored = (event.sent_at_ns, event.message_id, event.channel, event.campaign_id, expires)
-    insort(state.messages, stored)
-    candidate = (event.sent_at_ns, event.message_id)
-    for walkin in state.walkins:
-        if _credits(event.sent_at_ns, walkin.started_at_ns, rules) and _beats(
-            candidate, _key_of(walkin.best)
-        ):
-            previous = walkin.best
-            walkin.best = stored
-            if not walkin.pending:  # decided already: this is a revision
-                out.append(_attributed(key, walkin, revision=previous is not None))
+    stored = (sent, message_id, event.channel, event.campaign_id, expires)
+    i = bisect_left(messages, stored)
+    state.messages = (*messages[:i], stored, *messages[i:])
+    candidate = (sent, message_id)
+    walkins = state.walkins
+    for j, w in enumerate(walkins):
+        if _credits(sent, w[W_STARTED], rules) and _beats(candidate, _key_of(w[W_BEST])):
+            credited = (*w[:W_BEST], stored, *w[W_DUE:])
+            walkins = (*walkins[:j], credited, *walkins[j + 1 :])
+            if w[W_DECIDED]:  # decided already: this is a revision
+                out.append(_attributed(key, credited, 0, revision=w[W_BEST] is not None))
+    state.walkins = walkins
     missed = (
         [
-            g[0]
+            g[G_ID]
             for g in state.ghosts
-            if _credits(event.sent_at_ns, g[1], rules) and _beats(candidate, g[2])
+            if _credits(sent, g[G_STARTED], rules) and _beats(candidate, g[G_KEY])
         ]
         if state.ghosts
         else None
     )
     if missed:
         error = (
-            f"late: message {event.message_id!r} would have credited walk-in(s) "
+            f"late: message {message_id!r} would have credited walk-in(s) "
             f"{', '.join(repr(w) for w in missed[:3])} already let go (allowed lateness passed)"
         )
         out.append(DeadLetter(origin, Reason.LATE, error))
@@ -382,77 +395,87 @@ def _add_walkin(
     """Add a walk-in; return its first deadline, or None for a duplicate."""
     walkin_id = event.walkin_id
     for w in state.walkins:
-        if w.walkin_id == walkin_id:
+        if w[W_ID] == walkin_id:
             return None  # a duplicate
     for g in state.ghosts:
-        if g[0] == walkin_id:
+        if g[G_ID] == walkin_id:
             return None  # a duplicate of a walk-in already let go
-    walkin = _WalkIn(event, now_ns, rules)
-    walkin.best = _best_message(state.messages, event.started_at_ns, rules)
-    state.walkins.append(walkin)
+    started = event.started_at_ns
+    best = _best_message(state.messages, started, rules)
+    due = now_ns + rules.hold_ns
+    state.walkins = (
+        *state.walkins,
+        (walkin_id, started, event.location_id, event.local_date, best, due, False),
+    )
     gone = state.forgotten
-    if (
-        gone
-        and _credits(gone[0], event.started_at_ns, rules)
-        and _beats(gone, _key_of(walkin.best))
-    ):
+    if gone and _credits(gone[0], started, rules) and _beats(gone, _key_of(best)):
         error = (
             f"late: walk-in {walkin_id!r} arrived after message {gone[1]!r}, which it would be "
             "attributed to, was let go (window + allowed lateness passed)"
         )
         out.append(DeadLetter(origin, Reason.LATE, error))
-    return walkin.decide_at_ns
+    return due
 
 
 def _expire(
-    state: CustomerState, key: CustomerKey, now_ns: int, rules: Rules, out: list[Output]
+    state: CustomerState,
+    key: CustomerKey,
+    now_ns: int,
+    rules: Rules,
+    out: list[Output],
+    *,
+    decide_pending: bool = False,
 ) -> None:
-    """Decide due walk-ins, then let go of everything whose retention has passed."""
-    kept: list[_WalkIn] = []
-    for walkin in state.walkins:
-        if walkin.pending and walkin.decide_at_ns <= now_ns:
-            walkin.decide_at_ns = _DECIDED
-            if walkin.best is not None:
-                out.append(_attributed(key, walkin, revision=False, at_decision=True))
-        if walkin.expires_at_ns > now_ns:
-            kept.append(walkin)
-        else:
-            ghost = (
-                walkin.walkin_id,
-                walkin.started_at_ns,
-                _key_of(walkin.best),
-                walkin.expires_at_ns + rules.window_ns,
-            )
-            state.ghosts.append(ghost)
-    state.walkins = kept
-    if state.ghosts:
-        state.ghosts = [g for g in state.ghosts if g[3] > now_ns]
-    if state.messages and min(m[4] for m in state.messages) <= now_ns:
-        gone = [m for m in state.messages if m[4] <= now_ns]
-        state.messages = [m for m in state.messages if m[4] > now_ns]
-        latest_gone = max((m[0], m[1]) for m in gone)
+    """Decide due walk-ins, then let go of everything whose retention has passed.
+
+    ``decide_pending`` decides every pending walk-in, due or not (end of input).
+    """
+    ghosts = [g for g in state.ghosts if g[G_EXPIRES] > now_ns]
+    if state.walkins:
+        kept: list[WalkIn] = []
+        for walkin in state.walkins:
+            w = walkin
+            if not w[W_DECIDED] and (decide_pending or w[W_DUE] <= now_ns):
+                read_at = w[W_DUE] - rules.hold_ns
+                w = (*w[:W_DUE], read_at + rules.lateness_ns, True)
+                if w[W_BEST] is not None:
+                    out.append(_attributed(key, w, read_at, revision=False, at_decision=True))
+            if w[W_DECIDED] and w[W_DUE] <= now_ns:  # allowed lateness passed: let it go
+                ghosts.append(
+                    (w[W_ID], w[W_STARTED], _key_of(w[W_BEST]), w[W_DUE] + rules.window_ns)
+                )
+            else:
+                kept.append(w)
+        state.walkins = tuple(kept)
+    state.ghosts = tuple(ghosts)
+    messages = state.messages
+    if messages and min(m[M_EXPIRES] for m in messages) <= now_ns:
+        latest_gone = max((m[M_SENT], m[M_ID]) for m in messages if m[M_EXPIRES] <= now_ns)
+        state.messages = tuple(m for m in messages if m[M_EXPIRES] > now_ns)
         if state.forgotten is None or latest_gone > state.forgotten:
             state.forgotten = latest_gone
 
 
 def _attributed(
-    key: CustomerKey, walkin: _WalkIn, *, revision: bool, at_decision: bool = False
+    key: CustomerKey, walkin: WalkIn, read_at_ns: int, *, revision: bool, at_decision: bool = False
 ) -> Attributed:
-    message = walkin.best
+    """The walkthrough of an attributed walk-in (``read_at_ns`` matters only at its decision)."""
+    message = walkin[W_BEST]
     if message is None:  # callers emit only attributed walk-ins
-        msg = f"walk-in {walkin.walkin_id!r} has no attribution to emit"
+        msg = f"walk-in {walkin[W_ID]!r} has no attribution to emit"
         raise RuntimeError(msg)
     sent_at_ns, message_id, channel, campaign_id, _ = message
+    business_id, customer_id = split_customer_key(key)
     walkthrough = Walkthrough(
-        walkin.walkin_id,
-        key[0],
-        key[1],
-        walkin.location_id,
-        walkin.started_at_ns,
+        walkin[W_ID],
+        business_id,
+        customer_id,
+        walkin[W_LOCATION],
+        walkin[W_STARTED],
         message_id,
         channel,
         campaign_id,
         sent_at_ns,
-        walkin.local_date,
+        walkin[W_DATE],
     )
-    return Attributed(walkthrough, walkin.read_at_ns, revision, at_decision)
+    return Attributed(walkthrough, read_at_ns, revision, at_decision)

@@ -62,7 +62,7 @@ def generate(
             sent = start_ns + rng.randrange(days * DAY)
             last_sent = max(last_sent, sent)
             msg = MessageEvent(
-                f"msg-{c:06d}-{m}",
+                f"{prefix}msg-{c:06d}-{m}",
                 business,
                 customer,
                 sent,
@@ -75,7 +75,7 @@ def generate(
             # Within days of the last message, but never after the end of the period (now).
             started = min(last_sent + rng.randrange(-DAY, 5 * DAY), start_ns + days * DAY - 1)
             walkin = WalkInEvent(
-                f"walkin-{c:06d}-{w}",
+                f"{prefix}walkin-{c:06d}-{w}",
                 business,
                 customer,
                 location,

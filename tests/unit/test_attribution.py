@@ -6,7 +6,19 @@ import pickle
 
 import pytest
 
-from walkthroughs.attribution import STATE_SHARDS, Rules, Shard, shard_of
+from walkthroughs.attribution import (
+    STATE_FORMAT,
+    STATE_SHARDS,
+    W_BEST,
+    W_DECIDED,
+    W_DUE,
+    W_LOCATION,
+    Rules,
+    Shard,
+    customer_key,
+    shard_of,
+    split_customer_key,
+)
 from walkthroughs.schema import (
     Attributed,
     Channel,
@@ -192,8 +204,26 @@ def test_every_walkin_field_survives_a_pickle_round_trip() -> None:
     shard = Shard()
     shard.apply(msg("m1", T - H), ORIGIN, 0, RULES)
     shard.apply(walkin(), ORIGIN, 5, RULES)
-    before = shard.customers[("b", "c")].walkins[0]
-    after = Shard.restore(shard.dump()).customers[("b", "c")].walkins[0]
-    assert all(getattr(before, f) == getattr(after, f) for f in type(before).__slots__)
-    assert after.best is not None
-    assert (after.read_at_ns, after.decide_at_ns, after.location_id) == (5, 5 + HOLD, "loc")
+    before = shard.customers[customer_key("b", "c")].walkins[0]
+    after = Shard.restore(shard.dump()).customers[customer_key("b", "c")].walkins[0]
+    assert after == before
+    assert after[W_BEST] is not None
+    assert (after[W_DUE], after[W_DECIDED], after[W_LOCATION]) == (5 + HOLD, False, "loc")
+
+
+class _ShardOfAnotherFormat:
+    def __reduce__(self) -> tuple[object, ...]:
+        return Shard.__new__, (Shard,), (STATE_FORMAT + 1, [])
+
+
+def test_a_snapshot_of_another_state_format_is_refused_with_a_reason() -> None:
+    blob = pickle.dumps(_ShardOfAnotherFormat())
+    with pytest.raises(ValueError, match=f"state format {STATE_FORMAT + 1}"):
+        Shard.restore(blob)
+
+
+@pytest.mark.parametrize(
+    ("business", "customer"), [("a:b", "c"), ("a", "b:c"), ("", "x"), ("1:", ""), ("é", "😀")]
+)
+def test_customer_keys_split_back_into_their_ids(business: str, customer: str) -> None:
+    assert split_customer_key(customer_key(business, customer)) == (business, customer)

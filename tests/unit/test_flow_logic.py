@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from walkthroughs.attribution import Rules, Shard
+from walkthroughs.attribution import Rules, Shard, customer_key
 from walkthroughs.clock import FakeClock
 from walkthroughs.flow import AttributeLogic
 from walkthroughs.schema import Attributed, MessageEvent, Origin, WalkInEvent
@@ -34,7 +34,7 @@ def test_snapshot_is_a_copy_that_later_events_do_not_change() -> None:
     adapter.on_batch([(MessageEvent("m", "b", "c", T0 - S, 1, ""), ORIGIN)])
     snapshot = adapter.snapshot()
     adapter.on_batch([(WalkInEvent("w", "b", "c", "", T0, "2030-03-17"), ORIGIN)])
-    assert len(Shard.restore(snapshot).customers[("b", "c")].walkins) == 0
+    assert len(Shard.restore(snapshot).customers[customer_key("b", "c")].walkins) == 0
 
 
 def test_eof_decides_pending_walkins_and_notify_decides_due_ones() -> None:
