@@ -46,7 +46,8 @@ from walkthroughs.schema import (
     Origin,
     Reason,
     WalkInEvent,
-    Walkthrough,
+    new_attributed,
+    new_walkthrough,
 )
 
 STATE_SHARDS = 1024
@@ -126,10 +127,23 @@ def split_customer_key(key: CustomerKey) -> tuple[str, str]:
 
 
 def shard_of(business_id: str, customer_id: str) -> str:
-    """Return the state key of a customer: stable across processes, runs and machines."""
-    b = business_id.encode()
-    digest = crc32(customer_id.encode(), crc32(b"%d:%s" % (len(b), b)))
-    return f"{digest % STATE_SHARDS:04d}"
+    """Return the state key of a customer: stable across processes, runs and machines.
+
+    crc32 of ``<len(business) in bytes>:<business><customer>`` (UTF-8); the business part is
+    computed once per business (crc32 chains), and the shard names are made once.
+    """
+    prefix = _BUSINESS_CRC.get(business_id)
+    if prefix is None:
+        if len(_BUSINESS_CRC) >= _BUSINESS_CRC_MAX:
+            _BUSINESS_CRC.clear()
+        b = business_id.encode()
+        prefix = _BUSINESS_CRC[business_id] = crc32(b"%d:%s" % (len(b), b))
+    return _SHARD_NAMES[crc32(customer_id.encode(), prefix) % STATE_SHARDS]
+
+
+_SHARD_NAMES = tuple(f"{i:04d}" for i in range(STATE_SHARDS))
+_BUSINESS_CRC: dict[str, int] = {}
+_BUSINESS_CRC_MAX = 100_000  # bounded: starts over when full
 
 
 class CustomerState:
@@ -448,12 +462,19 @@ def _expire(
                 kept.append(w)
         state.walkins = tuple(kept)
     state.ghosts = tuple(ghosts)
+    for m in state.messages:
+        if m[M_EXPIRES] <= now_ns:
+            _forget_messages(state, now_ns)
+            break
+
+
+def _forget_messages(state: CustomerState, now_ns: int) -> None:
+    """Let go of the messages whose retention has passed; remember the greatest let go."""
     messages = state.messages
-    if messages and min(m[M_EXPIRES] for m in messages) <= now_ns:
-        latest_gone = max((m[M_SENT], m[M_ID]) for m in messages if m[M_EXPIRES] <= now_ns)
-        state.messages = tuple(m for m in messages if m[M_EXPIRES] > now_ns)
-        if state.forgotten is None or latest_gone > state.forgotten:
-            state.forgotten = latest_gone
+    latest_gone = max((m[M_SENT], m[M_ID]) for m in messages if m[M_EXPIRES] <= now_ns)
+    state.messages = tuple(m for m in messages if m[M_EXPIRES] > now_ns)
+    if state.forgotten is None or latest_gone > state.forgotten:
+        state.forgotten = latest_gone
 
 
 def _attributed(
@@ -466,16 +487,18 @@ def _attributed(
         raise RuntimeError(msg)
     sent_at_ns, message_id, channel, campaign_id, _ = message
     business_id, customer_id = split_customer_key(key)
-    walkthrough = Walkthrough(
-        walkin[W_ID],
-        business_id,
-        customer_id,
-        walkin[W_LOCATION],
-        walkin[W_STARTED],
-        message_id,
-        channel,
-        campaign_id,
-        sent_at_ns,
-        walkin[W_DATE],
+    walkthrough = new_walkthrough(
+        (
+            walkin[W_ID],
+            business_id,
+            customer_id,
+            walkin[W_LOCATION],
+            walkin[W_STARTED],
+            message_id,
+            channel,
+            campaign_id,
+            sent_at_ns,
+            walkin[W_DATE],
+        )
     )
-    return Attributed(walkthrough, read_at_ns, revision, at_decision)
+    return new_attributed((walkthrough, read_at_ns, revision, at_decision))

@@ -32,6 +32,8 @@ from walkthroughs.schema import (
     Reason,
     WalkInEvent,
     Walkthrough,
+    new_message,
+    new_walkin,
 )
 
 NS_PER_S = 1_000_000_000
@@ -62,13 +64,15 @@ def decode_message(value: bytes | None) -> MessageEvent:
     sent_at_ns = _required_timestamp_ns(msg, "sent_at")
     if msg.channel not in CHANNEL_NUMBERS:
         raise DecodeError(Reason.INVALID_CHANNEL, str(msg.channel))
-    return MessageEvent(
-        msg.message_id,
-        shared(msg.business_id),
-        msg.customer_id,
-        sent_at_ns,
-        msg.channel,
-        shared(msg.campaign_id),
+    return new_message(
+        (
+            msg.message_id,
+            shared(msg.business_id),
+            msg.customer_id,
+            sent_at_ns,
+            msg.channel,
+            shared(msg.campaign_id),
+        )
     )
 
 
@@ -92,13 +96,15 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
     if msg.HasField("ended_at"):
         _timestamp_ns(msg.ended_at, "ended_at")
     date = local_date(started_at_ns, msg.timezone)
-    return WalkInEvent(
-        msg.walkin_id,
-        shared(msg.business_id),
-        msg.customer_id,
-        shared(msg.location_id),
-        started_at_ns,
-        shared(date),
+    return new_walkin(
+        (
+            msg.walkin_id,
+            shared(msg.business_id),
+            msg.customer_id,
+            shared(msg.location_id),
+            started_at_ns,
+            shared(date),
+        )
     )
 
 

@@ -40,8 +40,8 @@ NS = 1_000_000_000
 class Sinks:
     """Where results go, each keyed by a routing string; tests pass ``TestingSink``s."""
 
-    walkthroughs: Sink[tuple[str, Attributed]]  # keyed by state shard: revisions stay in order
-    dead_letters: Sink[tuple[str, DeadLetter]]  # keyed by source topic#partition
+    walkthroughs: Sink[tuple[str, Attributed]]  # (state shard, walkthrough)
+    dead_letters: Sink[tuple[str, DeadLetter]]  # (source topic#partition or state shard, record)
     mongo: Sink[tuple[str, Walkthrough]] | None  # keyed by business: one writer per business
 
 
@@ -76,8 +76,7 @@ def build_flow(
     results = op.stateful_batch("attribute", good, build_logic)  # (shard, Output)
     late = op.branch("split_late", results, _holds_dead_letter)
     attributed = cast(Stream[tuple[str, Attributed]], late.falses)
-    late_by_source = op.map("key_late_by_source", late.trues, _rekey_by_source)
-    dead = op.merge("merge_dead_letters", checked.trues, late_by_source)
+    dead = op.merge("merge_dead_letters", checked.trues, late.trues)
     op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
     op.output("write_walkthroughs", attributed, sinks.walkthroughs)
     if sinks.mongo is not None:
@@ -161,10 +160,6 @@ def _holds_dead_letter(item: tuple[str, object]) -> bool:
 
 def _by_source(dead: DeadLetter) -> str:
     return f"{dead.origin.topic}#{dead.origin.partition}"
-
-
-def _rekey_by_source(item: tuple[str, Output]) -> tuple[str, Output]:
-    return _by_source(cast(DeadLetter, item[1])), item[1]
 
 
 def _by_business(item: tuple[str, Attributed]) -> tuple[str, Walkthrough]:

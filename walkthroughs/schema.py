@@ -8,8 +8,12 @@ UTC: exact (the wire carries nanoseconds), totally ordered, and a fraction of a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum, StrEnum
-from typing import NamedTuple
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 class Channel(IntEnum):
@@ -102,3 +106,20 @@ class DeadLetter(NamedTuple):
     origin: Origin
     reason: Reason
     error: str  # the ``error`` header: the reason and what exactly was wrong
+
+
+def built_from_fields(cls: type[T]) -> Callable[[tuple[Any, ...]], T]:
+    """Return a constructor taking all fields as one tuple, for hot paths.
+
+    ``Origin(...)`` runs a Python-level ``__new__`` (NamedTuple generates it), which profiling
+    showed at ~9% of a bounded run; ``tuple.__new__`` bound to the class is a C call. No check
+    that the field count is right: callers pass every field, in order.
+    """
+    return partial(tuple.__new__, cls)
+
+
+new_origin = built_from_fields(Origin)
+new_message = built_from_fields(MessageEvent)
+new_walkin = built_from_fields(WalkInEvent)
+new_walkthrough = built_from_fields(Walkthrough)
+new_attributed = built_from_fields(Attributed)

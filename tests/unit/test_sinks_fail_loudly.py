@@ -20,9 +20,9 @@ def test_kafka_sink_raises_when_deliveries_fail() -> None:
     sink = KafkaOutput(
         {"bootstrap.servers": "127.0.0.1:1"}, "out", walkthrough_record, delivery_timeout_s=1.0
     )
-    part = sink.build_part("write", "out-00", None)
+    part = sink.build("write", 0, 1)
     with pytest.raises(SinkUnavailableError, match="writing to Kafka topic 'out' failed"):
-        part.write_batch([Attributed(W, 0, False)])  # returns only once acknowledged
+        part.write_batch([("0001", Attributed(W, 0, False))])  # returns only once acknowledged
 
 
 def test_mongo_sink_retries_with_backoff_then_raises() -> None:

@@ -3,16 +3,15 @@
 Bytewax 0.21's ``KafkaSink`` registers no delivery callback, so records the broker never got are
 lost without a word. Ours waits, in ``write_batch``, until the broker acknowledged the whole
 batch (``acks=all``, idempotent producer: retries neither reorder nor duplicate), so nothing it
-was handed can be lost once Bytewax moves on (``snapshot()`` checks again at epoch close). A
-delivery error, a queue that stays full or a flush that times out raises
-``SinkUnavailableError``: the epoch is not committed, the worker stops, and recovery replays it.
-At-least-once; downstream the latest record per ``walkin_id`` is the truth. It is a
-``FixedPartitionedSink`` keyed by state shard, so every revision of a walk-in goes through one
-producer, in order.
+was handed can be lost once Bytewax moves on. A delivery error, a queue that stays full or a
+flush that times out raises ``SinkUnavailableError``: the epoch is not committed, the worker
+stops, and recovery replays it. At-least-once; downstream the latest record per ``walkin_id`` is
+the truth. Every revision of a walk-in is produced by the worker owning its state shard, so they
+reach the topic in order.
 
 Records are partitioned like the Java client does (murmur2 of the key), so consumers written with
 Kafka Streams can co-partition with the output topic. One producer per process and topic is
-shared by all the sink partitions a process owns (librdkafka producers are thread-safe).
+shared by all the workers of a process (librdkafka producers are thread-safe).
 """
 
 from __future__ import annotations
@@ -20,11 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from walkthroughs import failpoints, metrics
@@ -37,8 +35,6 @@ X = TypeVar("X")
 Headers = list[tuple[str, str | bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers | None]  # key, value, headers
 Serializer = Callable[[X], Record]
-SINK_PARTITIONS = 16
-"""Fixed: partition names are part of the recovery format (their state is empty, though)."""
 
 
 def walkthrough_record(item: Attributed) -> Record:
@@ -128,8 +124,14 @@ class CheckedProducer:
         raise SinkUnavailableError(msg)
 
 
-class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
-    """Records keyed by a routing string (e.g. the state shard) into ``SINK_PARTITIONS``."""
+class KafkaOutput(DynamicSink[tuple[str, X]], Generic[X]):
+    """Writes ``(routing key, item)`` pairs from every worker, where they are produced.
+
+    Dynamic, not partitioned: routing each record to a sink partition would cost a Python
+    ``part_fn`` call per record and, with several workers, a hop to the worker owning the
+    partition. Order needs none of that: every output of a state shard comes from the one worker
+    that owns the shard, through its process's producer, in order.
+    """
 
     def __init__(
         self,
@@ -148,36 +150,26 @@ class KafkaOutput(FixedPartitionedSink[X, None], Generic[X]):
         self._producer: CheckedProducer | None = None
         self._lock = threading.Lock()
 
-    def list_parts(self) -> list[str]:
-        """Every worker can write every partition; Bytewax gives each to exactly one."""
-        return [f"{self._topic}-{i:02d}" for i in range(SINK_PARTITIONS)]
-
-    def part_fn(self, item_key: str) -> int:
-        """Route stably across processes (crc32, not ``hash``)."""
-        return zlib.crc32(item_key.encode())
-
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaWriter[X]:
-        """Attach the partition to this process's producer for the topic."""
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaWriter[X]:
+        """Attach the worker to this process's producer for the topic."""
         with self._lock:
             if self._producer is None:
                 self._producer = CheckedProducer(self._config, self._topic, self._timeout_s)
             return _KafkaWriter(self._producer, self._serialize)
 
 
-class _KafkaWriter(StatefulSinkPartition[X, None], Generic[X]):
+class _KafkaWriter(StatelessSinkPartition[tuple[str, X]], Generic[X]):
     def __init__(self, producer: CheckedProducer, serialize: Serializer[X]) -> None:
         self._producer = producer
         self._serialize = serialize
 
-    def write_batch(self, values: list[X]) -> None:
-        self._producer.batch_size.observe(len(values))
-        self._producer.send([self._serialize(v) for v in values])
-        # Acknowledged before returning: our kill -9 tests showed that Bytewax 0.21 can commit
-        # an epoch before a partitioned sink's snapshot() ran for it, so snapshot() alone is
-        # not a safe place to wait.
-        self._producer.confirm()
-
-    def snapshot(self) -> None:
+    def write_batch(self, items: list[tuple[str, X]]) -> None:
+        self._producer.batch_size.observe(len(items))
+        serialize = self._serialize
+        self._producer.send([serialize(item) for _, item in items])
+        # Acknowledged before returning, so an epoch never commits ahead of its records: our
+        # kill -9 tests showed that Bytewax 0.21 can commit an epoch before a sink's snapshot()
+        # ran for it, so waiting at epoch close is not safe.
         self._producer.confirm()
 
     def close(self) -> None:

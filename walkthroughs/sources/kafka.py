@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from walkthroughs import metrics
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.schema import Origin
+from walkthroughs.schema import Origin, new_origin
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
             if self._end is not None and offset >= self._end:
                 self._done = True
                 break
-            batch.append(Origin(self._topic, self._partition, offset, m.key(), m.value()))
+            batch.append(new_origin((self._topic, self._partition, offset, m.key(), m.value())))
             self._next = offset + 1
         if self._end is not None and not self._done:
             self._done = self._next >= self._end or self._caught_up_past_gaps()
