@@ -57,6 +57,8 @@ bench: venv up
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.e2e --events $(or $(BENCH_EVENTS),1000000)
+	$(BIN)/python -m bench.resume --keys $(or $(BENCH_KEYS),1000000)
+	$(BIN)/python -m bench.mongo
 	$(BIN)/python -m bench.latency
 
 ## clean-stack: stop the stack and delete its data and logs (the build cache stays)

@@ -8,7 +8,10 @@ different partition counts, then times, from process start to exit:
 * the raw loop: the same topics consumed in batches with confluent-kafka, the same decode and
   attribution logic and encoding, produced back, no Bytewax (the ceiling).
 
-Usage: python -m bench.e2e [--events N]. Needs the local stack (make up).
+The runs with MongoDB use fewer records (``--mongo-events``): FerretDB, the local stand-in,
+writes a few hundred documents/s (see bench/README.md).
+
+Usage: python -m bench.e2e [--events N] [--mongo-events N] [--no-mongo]. Needs the local stack.
 """
 
 from __future__ import annotations
@@ -177,41 +180,62 @@ def run_raw_loop(name: str) -> float:
     return time.perf_counter() - started
 
 
+def run_and_report(name: str, records: int, raw_s: float | None, *, mongo: bool) -> None:
+    """Run the dataflow with 1 and 2 processes on prepared topics; print one line each."""
+    for processes in (1, 2):
+        secs = run_dataflow(name, processes=processes, mongo=mongo)
+        figures: dict[str, object] = {}
+        if raw_s is not None:
+            figures["ratio_to_raw"] = round(raw_s / secs, 3)
+        if mongo:
+            collection = pymongo.MongoClient(MONGO_URI)[name.replace("-", "")]["walkthroughs"]
+            docs = collection.estimated_document_count()
+            figures.update(mongo_docs=docs, mongo_docs_per_s=round(docs / secs))
+        report(
+            "e2e",
+            records=records,
+            processes=processes,
+            workers_per_process=1,
+            mongo=mongo,
+            seconds=round(secs, 2),
+            events_per_s=round(records / secs),
+            events_per_s_per_process=round(records / secs / processes),
+            **figures,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--mongo-events",
+        type=int,
+        default=50_000,
+        help="records of the runs with MongoDB (FerretDB writes a few hundred documents/s)",
+    )
     parser.add_argument("--no-mongo", action="store_true", help="Kafka -> Kafka runs only")
     args = parser.parse_args()
-    name = f"bench-{int(time.time())}"
-    t0 = time.perf_counter()
-    records = prepare(name, args.events)
-    print(f"produced {records} records in {time.perf_counter() - t0:.1f}s", flush=True)
+    names = [f"bench-{int(time.time())}"]
     try:
-        raw_s = run_raw_loop(name)
+        t0 = time.perf_counter()
+        records = prepare(names[0], args.events)
+        print(f"produced {records} records in {time.perf_counter() - t0:.1f}s", flush=True)
+        raw_s = run_raw_loop(names[0])
         report(
             "raw_loop",
             records=records,
             seconds=round(raw_s, 2),
             events_per_s=round(records / raw_s),
         )
-        for mongo in (False,) if args.no_mongo else (False, True):
-            for processes in (1, 2):
-                secs = run_dataflow(name, processes=processes, mongo=mongo)
-                report(
-                    "e2e",
-                    records=records,
-                    processes=processes,
-                    workers_per_process=1,
-                    mongo=mongo,
-                    seconds=round(secs, 2),
-                    events_per_s=round(records / secs),
-                    events_per_s_per_process=round(records / secs / processes),
-                    ratio_to_raw=round(raw_s / secs, 3),
-                )
+        run_and_report(names[0], records, raw_s, mongo=False)
+        if not args.no_mongo:
+            names.append(f"{names[0]}-mongo")
+            run_and_report(names[1], prepare(names[1], args.mongo_events), None, mongo=True)
     finally:
         admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-        admin.delete_topics([f"{name}-{s}" for s in PARTITIONS])
-        pymongo.MongoClient(MONGO_URI).drop_database(name.replace("-", ""))
+        admin.delete_topics([f"{name}-{s}" for name in names for s in PARTITIONS])
+        for name in names:
+            pymongo.MongoClient(MONGO_URI).drop_database(name.replace("-", ""))
 
 
 if __name__ == "__main__":

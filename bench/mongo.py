@@ -24,7 +24,7 @@ from bench.e2e import MONGO_URI
 from walkthroughs.schema import Walkthrough
 from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes, write_walkthroughs
 
-BATCH_SIZES = (10, 100, 1000)
+BATCH_SIZES = (100, 1000)
 
 
 def walkthroughs(n: int, businesses: int, seed: int) -> list[Walkthrough]:
@@ -57,8 +57,8 @@ def write(db: Database[Doc], docs: list[Walkthrough], size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     client: MongoClient[Doc] = MongoClient(MONGO_URI, tz_aware=True)
     name = f"benchmongo{int(time.time())}"

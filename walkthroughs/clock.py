@@ -9,13 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+NS_PER_MS = 1_000_000
 NowGetter = Callable[[], int]
 """Returns processing time as integer nanoseconds since the Unix epoch, UTC."""
 
 
 def system_now_ns() -> int:
-    """Return the system's wall-clock time in nanoseconds since the epoch (UTC)."""
-    return time.time_ns()
+    """Return the system's wall-clock time in nanoseconds since the epoch (UTC), to the ms.
+
+    Millisecond steps are far finer than any hold or retention, and let every event read in the
+    same millisecond share its deadlines in state (see ``Rules.read_deadlines``).
+    """
+    return time.time_ns() // NS_PER_MS * NS_PER_MS
 
 
 class FakeClock:

@@ -35,6 +35,7 @@ from walkthroughs.schema import (
     new_message,
     new_walkin,
 )
+from walkthroughs.sharing import shared
 
 NS_PER_S = 1_000_000_000
 # Valid timestamps lie in years 2000 through 2100, UTC: [2000-01-01T00:00Z, 2101-01-01T00:00Z).
@@ -186,26 +187,6 @@ def _local_date_of_minute(minute: int, timezone: str) -> str:
     # whole number of minutes and changes only on minute boundaries. Caching per minute turns
     # the costly zone arithmetic into a dictionary lookup for all events of that minute.
     return datetime.fromtimestamp(minute * 60, zone(timezone)).date().isoformat()
-
-
-_SHARED: dict[str, str] = {}
-_SHARED_MAX = 200_000
-
-
-def shared(value: str) -> str:
-    """Return one shared copy of a string that repeats across events.
-
-    Business ids, campaigns, locations and dates repeat across millions of retained events;
-    sharing one copy of each saves tens of bytes per event. Bounded (unlike ``sys.intern``,
-    whose strings are immortal on newer Pythons): the pool starts over when it is full.
-    """
-    found = _SHARED.get(value)
-    if found is not None:
-        return found
-    if len(_SHARED) >= _SHARED_MAX:
-        _SHARED.clear()
-    _SHARED[value] = value
-    return value
 
 
 @lru_cache(maxsize=4096)

@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from walkthroughs.attribution import (
+    M_CAMPAIGN,
     STATE_FORMAT,
     STATE_SHARDS,
     W_BEST,
@@ -28,6 +29,7 @@ from walkthroughs.schema import (
     Reason,
     WalkInEvent,
 )
+from walkthroughs.sharing import shared
 
 S = 1_000_000_000
 H = 3600 * S
@@ -227,3 +229,14 @@ def test_a_snapshot_of_another_state_format_is_refused_with_a_reason() -> None:
 )
 def test_customer_keys_split_back_into_their_ids(business: str, customer: str) -> None:
     assert split_customer_key(customer_key(business, customer)) == (business, customer)
+
+
+def test_a_restored_shard_shares_repeated_strings_and_keeps_best_the_stored_message() -> None:
+    shard = Shard()
+    campaign, location = "".join(["camp", "aign"]), "".join(["lo", "c"])  # not interned
+    shard.apply(MessageEvent("m1", "b", "c", T - H, 1, campaign), ORIGIN, 0, RULES)
+    shard.apply(WalkInEvent("w", "b", "c", location, T, "2030-03-17"), ORIGIN, 0, RULES)
+    restored = Shard.restore(shard.dump()).customers[customer_key("b", "c")]
+    assert restored.walkins[0][W_BEST] is restored.messages[0]
+    assert restored.messages[0][M_CAMPAIGN] is shared("campaign")
+    assert restored.walkins[0][W_LOCATION] is shared("loc")

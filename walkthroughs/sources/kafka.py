@@ -49,7 +49,10 @@ def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
         "auto.offset.reset": "earliest",  # retention deleted what we had not read: keep going
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 100,
-        "queued.max.messages.kbytes": 16384,
+        # Each partition has its own consumer, so this prefetch bound is per partition: 2 MiB is
+        # ~20,000 records, seconds of reading; the default (64 MiB) times many partitions would
+        # rival the state for memory.
+        "queued.max.messages.kbytes": 2048,
         **kafka_config,
     }
 
