@@ -18,10 +18,12 @@ import argparse
 import os
 import pickle
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -59,23 +61,54 @@ def produce_customers(name: str, customers: int, *, prefix: str, seed: int) -> i
     return total
 
 
-def run(name: str, store: Path, **overrides: str) -> tuple[float, int, int]:
-    """Run the bounded dataflow with recovery; return (wall s, start time ns, peak RSS bytes)."""
+@dataclass
+class Run:
+    """One dataflow run: wall time, when it started, peak and median RSS (sampled)."""
+
+    seconds: float
+    started_ns: int
+    peak_rss: int
+    median_rss: int
+
+
+def run(name: str, store: Path, **overrides: str) -> Run:
+    """Run the bounded dataflow with recovery, sampling its RSS every 0.2 s."""
     started_ns = time.time_ns()
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "dataflow", "-w", "1", "-r", str(store), *INTERVALS],
-        cwd=REPO,
-        env={**env(name, mongo=False), **overrides},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
+    with tempfile.TemporaryFile() as err:
+        command = ["-m", "bytewax.run", "dataflow", "-w", "1", "-r", str(store), *INTERVALS]
+        proc = subprocess.Popen(
+            [sys.executable, *command],
+            cwd=REPO,
+            env={**env(name, mongo=False), **overrides},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        samples: list[int] = []
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            samples.append(rss_of(proc.pid))
+            time.sleep(0.2)  # a sampling period, not a wait for behaviour
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"dataflow failed: {err.read().decode()[-2000:]}")
     wall = time.perf_counter() - started
-    assert proc.stderr is not None
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"dataflow failed: {proc.stderr.read().decode()[-2000:]}")
-    return wall, started_ns, usage.ru_maxrss * 1024
+    median = int(statistics.median(samples)) if samples else 0
+    return Run(wall, started_ns, usage.ru_maxrss * 1024, median)
+
+
+def rss_of(pid: int) -> int:
+    """Resident set size of a process, in bytes (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def store_figures(store: Path) -> dict[str, float]:
@@ -91,11 +124,10 @@ def store_figures(store: Path) -> dict[str, float]:
         ).fetchall()
         db.close()
         for (change,) in rows:
-            if change is not None:
-                blob = pickle.loads(change)  # Bytewax pickles what snapshot() returned
+            if change is not None:  # Bytewax pickles what snapshot() returned
                 shards += 1
-                snapshot += len(blob)
-                customers += len(Shard.restore(blob))
+                snapshot += len(change)
+                customers += len(Shard.restore(pickle.loads(change)))
     return {
         "store_mib": round(size / 2**20, 1),
         "store_shards": shards,
@@ -146,26 +178,28 @@ def main() -> None:
             t0 = time.perf_counter()
             built = produce_customers(name, round(args.keys / LIVE_SHARE), prefix="k", seed=0)
             print(f"produced {built} records in {time.perf_counter() - t0:.0f}s", flush=True)
-            wall, _, rss = run(name, store)
+            build = run(name, store)
             report(
                 "scale_build",
                 records=built,
-                seconds=round(wall, 1),
-                events_per_s=round(built / wall),
-                peak_rss_mib=round(rss / 2**20),
+                seconds=round(build.seconds, 1),
+                events_per_s=round(built / build.seconds),
+                peak_rss_mib=round(build.peak_rss / 2**20),
+                median_rss_mib=round(build.median_rss / 2**20),
                 **store_figures(store),
             )
             steady = produce_customers(name, args.steady, prefix="s", seed=10**7)
             since = output_offsets(name)
-            wall, started_ns, rss = run(name, store, WALKTHROUGHS_HOLD="0s")
-            resume_s = (first_output_ms(name, since) - started_ns / 10**6) / 1000
+            resumed = run(name, store, WALKTHROUGHS_HOLD="0s")
+            resume_s = (first_output_ms(name, since) - resumed.started_ns / 10**6) / 1000
             report(
                 "resume",
                 steady_records=steady,
                 resume_to_first_output_s=round(resume_s, 1),
-                seconds=round(wall, 1),
-                events_per_s_after_resume=round(steady / max(0.001, wall - resume_s)),
-                peak_rss_mib=round(rss / 2**20),
+                seconds=round(resumed.seconds, 1),
+                events_per_s_after_resume=round(steady / max(0.001, resumed.seconds - resume_s)),
+                peak_rss_mib=round(resumed.peak_rss / 2**20),
+                median_rss_mib=round(resumed.median_rss / 2**20),
                 **store_figures(store),
             )
         finally:
