@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import pickle
 import resource
 import time
 
@@ -64,11 +63,11 @@ def main() -> None:
     state_rss = rss_bytes() - baseline
 
     started = time.perf_counter()
-    blobs = [pickle.dumps(s.snapshot(), pickle.HIGHEST_PROTOCOL) for s in shards.values()]
+    blobs = [s.dump() for s in shards.values()]
     dump_s = time.perf_counter() - started
     snapshot_bytes = sum(len(b) for b in blobs)
     started = time.perf_counter()
-    restored = [Shard.restore(pickle.loads(b)) for b in blobs]
+    restored = [Shard.restore(b) for b in blobs]
     restore_s = time.perf_counter() - started
     del restored, blobs
     gc.collect()

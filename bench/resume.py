@@ -124,10 +124,11 @@ def store_figures(store: Path) -> dict[str, float]:
         ).fetchall()
         db.close()
         for (change,) in rows:
-            if change is not None:  # Bytewax pickles what snapshot() returned
+            if change is not None:
+                blob = pickle.loads(change)  # Bytewax pickles the bytes snapshot() returned
                 shards += 1
-                snapshot += len(change)
-                customers += len(Shard.restore(pickle.loads(change)))
+                snapshot += len(blob)
+                customers += len(Shard.restore(blob))
     return {
         "store_mib": round(size / 2**20, 1),
         "store_shards": shards,

@@ -33,6 +33,7 @@ state keys must stay bounded while millions of customers come and go.
 from __future__ import annotations
 
 import heapq
+import pickle
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -55,11 +56,10 @@ STATE_SHARDS = 1024
 customers to other shards, so it needs a fresh recovery store (or a migration)."""
 
 STATE_FORMAT = 2
-"""Version of the snapshot layout (``Shard.snapshot``); a snapshot of another version is refused
-with a message instead of being misread. 1 was the first release's pickled objects."""
+"""Version of the pickled shard layout below; a snapshot of another version is refused with a
+message instead of being misread. 1 was the object-per-walk-in layout of the first release."""
 
 Output = Attributed | DeadLetter
-Snapshot = tuple[int, list[tuple[Any, ...]]]  # (STATE_FORMAT, one row per customer): see Shard
 CustomerKey = str  # see customer_key
 
 # State records are plain tuples read by index: the smallest Python records, pickled entirely in
@@ -231,11 +231,27 @@ class Shard:
         self._timers: dict[int, list[CustomerKey]] = {}
         self._heap: list[int] = []
 
-    def __getstate__(self) -> Snapshot:
-        return self.snapshot()
+    def __getstate__(self) -> tuple[int, list[tuple[Any, ...]]]:
+        rows: list[tuple[Any, ...]] = [
+            (key, s.messages, s.walkins, s.ghosts, s.forgotten) for key, s in self.customers.items()
+        ]
+        return STATE_FORMAT, rows
 
-    def __setstate__(self, snapshot: Snapshot) -> None:
-        self._load(snapshot)
+    def __setstate__(self, state: tuple[int, list[tuple[Any, ...]]]) -> None:
+        version, rows = state
+        if version != STATE_FORMAT:
+            msg = (
+                f"recovery snapshot has state format {version}, this version reads "
+                f"{STATE_FORMAT}: start from a fresh recovery store or run the matching version"
+            )
+            raise ValueError(msg)
+        self.customers = {}
+        self._timers = {}
+        self._heap = []
+        for key, messages, walkins, ghosts, forgotten in rows:
+            state_ = CustomerState(*_reshared(messages, walkins), ghosts, forgotten)
+            self.customers[key] = state_
+            self._schedule(key, state_)
 
     def __len__(self) -> int:
         return len(self.customers)
@@ -248,44 +264,18 @@ class Shard:
             walkins += len(state.walkins)
         return messages, walkins
 
-    def snapshot(self) -> Snapshot:
-        """Return the state as rows: a consistent copy that later changes cannot reach.
-
-        No deep copy and no serialization here: every record is an immutable tuple that updates
-        replace, never modify, so a list of each customer's current tuples is frozen as it is.
-        Bytewax pickles it when it writes the epoch; serializing here as well would hold a
-        second copy of the whole state (a few hundred MiB at 1M customers) at every epoch.
-        """
-        rows = [
-            (key, s.messages, s.walkins, s.ghosts, s.forgotten) for key, s in self.customers.items()
-        ]
-        return STATE_FORMAT, rows
+    def dump(self) -> bytes:
+        """Serialize for a recovery snapshot: a copy later changes cannot reach."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def restore(snapshot: Snapshot) -> Shard:
-        """Rebuild a shard (and its timers) from ``snapshot`` output."""
-        shard = Shard()
-        shard._load(snapshot)
-        return shard
-
-    def _load(self, snapshot: Snapshot) -> None:
-        if not (isinstance(snapshot, tuple) and len(snapshot) == 2):
-            msg = f"recovery snapshot is a {type(snapshot).__name__}, not a shard snapshot"
+    def restore(blob: bytes) -> Shard:
+        """Rebuild a shard (and its timers) from ``dump`` output."""
+        shard = pickle.loads(blob)
+        if not isinstance(shard, Shard):
+            msg = f"recovery snapshot holds {type(shard).__name__}, not a Shard"
             raise TypeError(msg)
-        version, rows = snapshot
-        if version != STATE_FORMAT:
-            msg = (
-                f"recovery snapshot has state format {version}, this version reads "
-                f"{STATE_FORMAT}: start from a fresh recovery store or run the matching version"
-            )
-            raise ValueError(msg)
-        self.customers = {}
-        self._timers = {}
-        self._heap = []
-        for key, messages, walkins, ghosts, forgotten in rows:
-            state = CustomerState(*_reshared(messages, walkins), ghosts, forgotten)
-            self.customers[key] = state
-            self._schedule(key, state)
+        return shard
 
     def apply(
         self, event: MessageEvent | WalkInEvent, origin: Origin, now_ns: int, rules: Rules

@@ -20,7 +20,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from walkthroughs import metrics
-from walkthroughs.attribution import Output, Rules, Shard, Snapshot, shard_of
+from walkthroughs.attribution import Output, Rules, Shard, shard_of
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import (
@@ -64,7 +64,7 @@ def build_flow(
         event = decoded[0]
         return shard_of(event.business_id, event.customer_id), decoded
 
-    def build_logic(resume: Snapshot | None) -> AttributeLogic:
+    def build_logic(resume: bytes | None) -> AttributeLogic:
         shard = Shard.restore(resume) if resume is not None else Shard()
         return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
@@ -85,7 +85,7 @@ def build_flow(
     return flow
 
 
-class AttributeLogic(StatefulBatchLogic[Event, Output, Snapshot]):
+class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
     """Adapter from Bytewax's stateful callbacks to one ``Shard`` of the pure logic."""
 
     def __init__(self, shard: Shard, rules: Rules, now: NowGetter, flush_interval_ns: int) -> None:
@@ -122,10 +122,10 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, Snapshot]):
         aligned = -(-deadline // self._flush_ns) * self._flush_ns
         return datetime.fromtimestamp(aligned / NS, UTC)
 
-    def snapshot(self) -> Snapshot:
-        """Return a frozen copy of the shard: Bytewax pickles it later, after more callbacks."""
+    def snapshot(self) -> bytes:
+        """Return the shard pickled now: later callbacks cannot alter a snapshot in flight."""
         self._report_state((len(self._shard), *self._shard.retained()))
-        return self._shard.snapshot()
+        return self._shard.dump()
 
     def _discard(self) -> bool:
         if len(self._shard):
