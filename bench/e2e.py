@@ -119,21 +119,34 @@ def run_dataflow(name: str, *, processes: int, mongo: bool) -> float:
     return time.perf_counter() - started
 
 
+def consume_all(
+    kafka: dict[str, str], topics: list[str]
+) -> tuple[Consumer, dict[tuple[str, int], int]]:
+    """One consumer assigned every non-empty partition, and each partition's end offset."""
+    lister = Consumer(consumer_config(kafka))
+    ends: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        for p in lister.list_topics(topic, timeout=10).topics[topic].partitions:
+            _, high = lister.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > 0:
+                ends[(topic, p)] = high
+    lister.close()
+    # One consumer for every partition here, where the service has one per partition: give it
+    # the prefetch room of all of theirs together.
+    prefetch_kb = int(str(consumer_config(kafka)["queued.max.messages.kbytes"])) * len(ends)
+    consumer = Consumer({**consumer_config(kafka), "queued.max.messages.kbytes": prefetch_kb})
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    return consumer, ends
+
+
 def run_raw_loop(name: str) -> float:
     """The ceiling: one process, batches, the same logic and codecs, no Bytewax."""
     gc.set_threshold(GC_THRESHOLD, 20, 100)  # the same collector settings as the service
     started = time.perf_counter()
     kafka = {"bootstrap.servers": BOOTSTRAP}
-    consumer = Consumer(consumer_config(kafka))
-    producer = Producer(producer_config(kafka, delivery_timeout_s=60))
     topics = [f"{name}-{s}" for s in ("m", "mb", "w", "wb")]
-    ends: dict[tuple[str, int], int] = {}
-    for topic in topics:
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > 0:
-                ends[(topic, p)] = high
-    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    consumer, ends = consume_all(kafka, topics)
+    producer = Producer(producer_config(kafka, delivery_timeout_s=60))
     message_topics = frozenset(topics[:2])
     rules = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
     shards: dict[str, Shard] = {}
@@ -210,7 +223,7 @@ def main() -> None:
     parser.add_argument(
         "--mongo-events",
         type=int,
-        default=50_000,
+        default=20_000,
         help="records of the runs with MongoDB (FerretDB writes a few hundred documents/s)",
     )
     parser.add_argument("--no-mongo", action="store_true", help="Kafka -> Kafka runs only")
