@@ -17,12 +17,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+from confluent_kafka import Producer
+
 from bench.common import report
 from bench.e2e import BOOTSTRAP, PARTITIONS, env
 from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.codec import encode_message, encode_walkin
 from walkthroughs.schema import MessageEvent, WalkInEvent
+from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.topics import ensure_topics, produce
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,10 +93,13 @@ def run(hold_s: int, walkins: int, rate: float) -> dict[str, float]:
             MessageEvent(f"m{i}", "b", f"c{i}", now - traffic.HOUR, 1, "") for i in range(walkins)
         ]
         produce(kafka, f"{name}-m", [(m.message_id.encode(), encode_message(m)) for m in messages])
+        producer = Producer(producer_config(kafka, delivery_timeout_s=30))
         for i in range(walkins):  # a steady trickle, as stores detect customers
             w = WalkInEvent(f"w{i}", "b", f"c{i}", "loc", time.time_ns(), "")
-            produce(kafka, f"{name}-w", [(b"loc", encode_walkin(w))])
-            time.sleep(1 / rate)
+            producer.produce(f"{name}-w", encode_walkin(w), b"loc")
+            producer.poll(0)
+            time.sleep(1 / rate)  # the pace of the trickle, not a wait for behaviour
+        producer.flush(30)
         deadline = time.monotonic() + hold_s + 120
         while time.monotonic() < deadline:
             try:
