@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import report
 from bench.e2e import BOOTSTRAP, PARTITIONS, REPO, env
-from tests.integration.dataflow_harness import init_recovery
+from tests.integration.dataflow_harness import init_recovery, latest_shard_snapshots
 from walkthroughs import traffic
 from walkthroughs.attribution import Shard
 from walkthroughs.topics import ensure_topics, produce
@@ -114,21 +112,9 @@ def rss_of(pid: int) -> int:
 def store_figures(store: Path) -> dict[str, float]:
     """What the recovery store holds: bytes on disk, shards, customers, one full snapshot."""
     size = sum(p.stat().st_size for p in store.iterdir())
-    shards = customers = snapshot = 0
-    for part in store.glob("*.sqlite3"):
-        db = sqlite3.connect(part)
-        rows = db.execute(
-            "SELECT ser_change FROM snaps s WHERE step_id LIKE '%attribute' AND snap_epoch = "
-            "(SELECT MAX(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id "
-            "AND t.state_key = s.state_key)"
-        ).fetchall()
-        db.close()
-        for (change,) in rows:
-            if change is not None:
-                blob = pickle.loads(change)  # Bytewax pickles the bytes snapshot() returned
-                shards += 1
-                snapshot += len(blob)
-                customers += len(Shard.restore(blob))
+    blobs = [blob for blob in latest_shard_snapshots(store) if blob is not None]
+    shards, snapshot = len(blobs), sum(len(blob) for blob in blobs)
+    customers = sum(len(Shard.restore(blob)) for blob in blobs)
     return {
         "store_mib": round(size / 2**20, 1),
         "store_shards": shards,

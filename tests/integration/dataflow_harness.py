@@ -8,7 +8,9 @@ reading every output back.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -163,6 +165,23 @@ def init_recovery(folder: Path, partitions: int) -> Path:
         [sys.executable, "-m", "bytewax.recovery", str(folder), str(partitions)], check=True
     )
     return folder
+
+
+def latest_shard_snapshots(store: Path) -> list[bytes | None]:
+    """The latest snapshot of every state key of the attribute step in a recovery store: the
+    bytes ``AttributeLogic.snapshot`` returned, or None for a key discarded then."""
+    snapshots: list[bytes | None] = []
+    for part in store.glob("*.sqlite3"):
+        db = sqlite3.connect(part)
+        rows = db.execute(
+            "SELECT ser_change FROM snaps s WHERE step_id LIKE '%attribute' AND snap_epoch = "
+            "(SELECT MAX(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id "
+            "AND t.state_key = s.state_key)"
+        ).fetchall()
+        db.close()
+        # Bytewax pickles what snapshot() returned.
+        snapshots += [None if change is None else pickle.loads(change) for (change,) in rows]
+    return snapshots
 
 
 def recovery_args(folder: Path, *, workers: int = 1) -> list[str]:

@@ -22,6 +22,7 @@ from tests.integration.dataflow_harness import (
     expected_counts,
     free_ports,
     init_recovery,
+    latest_shard_snapshots,
     recovery_args,
 )
 from tests.reference import expected_walkthroughs
@@ -191,26 +192,12 @@ def test_hostile_input_goes_to_the_dlq_and_valid_records_are_unaffected(
 
 def stored_state(recovery: Path) -> tuple[int, int, int]:
     """(bytes on disk, state keys of the attribute step, customers in their latest snapshots)."""
-    import pickle
-    import sqlite3
-
     from walkthroughs.attribution import Shard
 
     size = sum(f.stat().st_size for f in recovery.iterdir())
-    keys, customers = 0, 0
-    for part in recovery.glob("*.sqlite3"):
-        db = sqlite3.connect(part)
-        rows = db.execute(
-            "SELECT state_key, ser_change FROM snaps s WHERE step_id LIKE '%attribute' AND "
-            "snap_epoch = (SELECT MAX(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id "
-            "AND t.state_key = s.state_key)"
-        ).fetchall()
-        db.close()
-        keys += len(rows)
-        for _, change in rows:
-            if change is not None:
-                customers += len(Shard.restore(pickle.loads(change)))
-    return size, keys, customers
+    snapshots = latest_shard_snapshots(recovery)
+    customers = sum(len(Shard.restore(blob)) for blob in snapshots if blob is not None)
+    return size, len(snapshots), customers
 
 
 def test_recovery_store_stops_growing_under_key_churn(
