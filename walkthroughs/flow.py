@@ -38,7 +38,10 @@ NS = 1_000_000_000
 
 @dataclass(frozen=True)
 class Sinks:
-    """Where results go, each keyed by a routing string; tests pass ``TestingSink``s."""
+    """Where results go, as (key, item) pairs; tests pass ``TestingSink``s.
+
+    Only the MongoDB sink routes by its key; the Kafka sinks write where the item was computed.
+    """
 
     walkthroughs: Sink[tuple[str, Attributed]]  # (state shard, walkthrough)
     dead_letters: Sink[tuple[str, DeadLetter]]  # (source topic#partition or state shard, record)

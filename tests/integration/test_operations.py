@@ -13,6 +13,7 @@ import pytest
 from tests.integration.dataflow_harness import (
     REPO,
     START_NS,
+    WINDOW_NS,
     Deployment,
     assert_exact,
     free_ports,
@@ -20,6 +21,7 @@ from tests.integration.dataflow_harness import (
     recovery_args,
     wait_for,
 )
+from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 
 
@@ -122,11 +124,7 @@ def test_short_kafka_outage_is_ridden_out(
         stack.up()  # type: ignore[attr-defined]  # back well within the 30 s delivery timeout
         deployment.produce("m", second)
         assert proc.poll() is None, log.read_text()[-3000:]
-        expected_n = len(
-            __import__("tests.reference", fromlist=["x"]).expected_walkthroughs(
-                sample.events, 7 * traffic.DAY
-            )
-        )
+        expected_n = len(expected_walkthroughs(sample.events, WINDOW_NS))
         wait_for(lambda: len(deployment.output()) == expected_n)
         assert proc.poll() is None, "the dataflow survived the outage by itself"
     finally:
