@@ -7,9 +7,13 @@ cluster for 1, 3 and 5 replicas (the init container's script is run for real).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import pytest
 import yaml
 
 from walkthroughs.config import _PARSERS, KAFKA_PREFIX
+from walkthroughs.metrics import MetricName
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "k8s"))
@@ -152,23 +157,31 @@ def test_dockerfile_lints_clean_and_uses_what_exists() -> None:
 
 
 def test_dashboard_uses_only_metrics_the_service_exports() -> None:
-    import json
-    import re
-    import typing
-
-    from walkthroughs.metrics import MetricName
-
-    exported = set(typing.get_args(MetricName))
     dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
-    used = {
-        re.sub(r"_(bucket|sum|count)$", "", m)
-        for p in dashboard["panels"]
-        for t in p["targets"]
-        for m in re.findall(r"walkthroughs_\w+", t["expr"])
-    }
-    used = {m if m in exported else m.replace("_bucket", "") for m in used}
-    assert used <= exported, used - exported
+    used = _metrics_in(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert used <= EXPORTED, used - EXPORTED
     assert len(used) >= 8
+
+
+def test_alert_rules_use_only_metrics_the_service_exports() -> None:
+    rules = yaml.safe_load((REPO / "docs" / "prometheus-alerts.yaml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    used = _metrics_in(r["expr"] for r in alerts.values())
+    assert used <= EXPORTED, used - EXPORTED
+    # The bad-deploy guard: bad records (not late ones) over records read.
+    ratio = alerts["WalkthroughsDeadLetterRatioHigh"]["expr"]
+    assert 'reason!="late"' in ratio
+    assert "walkthroughs_records_read_total" in ratio
+    assert all({"expr", "for", "labels", "annotations"} <= set(r) for r in alerts.values())
+
+
+EXPORTED = set(typing.get_args(MetricName))
+
+
+def _metrics_in(expressions: Iterable[str]) -> set[str]:
+    """The metric names PromQL expressions use (histogram series named by their metric)."""
+    used = {m for e in expressions for m in re.findall(r"walkthroughs_\w+", e)}
+    return {m if m in EXPORTED else re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
 
 
 def test_compose_file_runs_real_kafka_and_mongodb() -> None:
