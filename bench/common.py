@@ -50,7 +50,7 @@ def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[floa
 
 def apply_events(shards: dict[str, Any], events: list[Any], now_ns: int, rules: Any) -> None:
     """Feed events to their shards the way the dataflow routes them (for in-memory benches)."""
-    from walkthroughs.attribution import Shard, shard_of
+    from walkthroughs.attribution import LIVE_CUSTOMERS, Shard, shard_of
     from walkthroughs.schema import Origin
 
     origin = Origin("bench", 0, 0, None, b"")
@@ -60,3 +60,4 @@ def apply_events(shards: dict[str, Any], events: list[Any], now_ns: int, rules: 
         if shard is None:
             shard = shards[key] = Shard()
         shard.apply(e, origin, now_ns, rules)
+        shard.pack(keep=LIVE_CUSTOMERS)  # as the dataflow does after each batch

@@ -34,7 +34,7 @@ from tests.hostile import hostile_record
 from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.app import GC_THRESHOLD
-from walkthroughs.attribution import Rules, Shard, shard_of
+from walkthroughs.attribution import LIVE_CUSTOMERS, Rules, Shard, shard_of
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import Attributed, DeadLetter, Origin
 from walkthroughs.sinks.kafka import dead_letter_record, producer_config, walkthrough_record
@@ -182,6 +182,7 @@ def run_raw_loop(name: str) -> float:
                 if shard is None:
                     shard = shards[key] = Shard()
                 outputs += shard.apply(event, origin, now, rules)
+                shard.pack(keep=LIVE_CUSTOMERS)  # as the dataflow does after each batch
             if offset + 1 >= ends[(topic, p)]:
                 remaining.pop((topic, p), None)
         emit(outputs)

@@ -20,7 +20,14 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from walkthroughs import metrics
-from walkthroughs.attribution import Output, Rules, Shard, shard_of
+from walkthroughs.attribution import (
+    LIVE_CUSTOMERS,
+    Output,
+    Rules,
+    Shard,
+    ShardSnapshot,
+    shard_of,
+)
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import (
@@ -67,8 +74,17 @@ def build_flow(
         event = decoded[0]
         return shard_of(event.business_id, event.customer_id), decoded
 
-    def build_logic(resume: bytes | None) -> AttributeLogic:
-        shard = Shard.restore(resume) if resume is not None else Shard()
+    def build_logic(resume: object | None) -> AttributeLogic:
+        # A stored ShardSnapshot unpickles as its Shard; releases before it stored bytes.
+        if isinstance(resume, Shard):
+            shard = resume
+        elif isinstance(resume, bytes):
+            shard = Shard.restore(resume)
+        elif resume is None:
+            shard = Shard()
+        else:
+            msg = f"recovery snapshot of a shard is a {type(resume).__name__}"
+            raise TypeError(msg)
         return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
     flow = Dataflow("walkthroughs")
@@ -88,7 +104,7 @@ def build_flow(
     return flow
 
 
-class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
+class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
     """Adapter from Bytewax's stateful callbacks to one ``Shard`` of the pure logic."""
 
     def __init__(self, shard: Shard, rules: Rules, now: NowGetter, flush_interval_ns: int) -> None:
@@ -105,12 +121,15 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
         for event, origin in values:
             out += self._shard.apply(event, origin, now, self._rules)
         out += self._shard.expire(now, self._rules)
+        self._shard.pack(keep=LIVE_CUSTOMERS)
         return self._measured(out, now), self._discard()
 
     def on_notify(self) -> tuple[list[Output], bool]:
         """Decide and let go of what is due."""
         now = self._now()
-        return self._measured(self._shard.expire(now, self._rules), now), self._discard()
+        out = self._shard.expire(now, self._rules)
+        self._shard.pack(keep=LIVE_CUSTOMERS)
+        return self._measured(out, now), self._discard()
 
     def on_eof(self) -> tuple[list[Output], bool]:
         """Make every pending first decision (input ended: bounded mode)."""
@@ -125,10 +144,11 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, bytes]):
         aligned = -(-deadline // self._flush_ns) * self._flush_ns
         return datetime.fromtimestamp(aligned / NS, UTC)
 
-    def snapshot(self) -> bytes:
-        """Return the shard pickled now: later callbacks cannot alter a snapshot in flight."""
+    def snapshot(self) -> ShardSnapshot:
+        """Return the shard as of now: later callbacks cannot alter a snapshot in flight."""
+        snapshot = self._shard.snapshot()
         self._report_state((len(self._shard), *self._shard.retained()))
-        return self._shard.dump()
+        return snapshot
 
     def _discard(self) -> bool:
         if len(self._shard):

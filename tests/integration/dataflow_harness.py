@@ -8,7 +8,6 @@ reading every output back.
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 import sqlite3
 import subprocess
@@ -168,8 +167,8 @@ def init_recovery(folder: Path, partitions: int) -> Path:
 
 
 def latest_shard_snapshots(store: Path) -> list[bytes | None]:
-    """The latest snapshot of every state key of the attribute step in a recovery store: the
-    bytes ``AttributeLogic.snapshot`` returned, or None for a key discarded then."""
+    """The latest snapshot of every state key of the attribute step in a recovery store, as
+    stored (``pickle.loads`` gives the ``Shard``), or None for a key discarded then."""
     snapshots: list[bytes | None] = []
     for part in store.glob("*.sqlite3"):
         db = sqlite3.connect(part)
@@ -179,8 +178,8 @@ def latest_shard_snapshots(store: Path) -> list[bytes | None]:
             "AND t.state_key = s.state_key)"
         ).fetchall()
         db.close()
-        # Bytewax pickles what snapshot() returned.
-        snapshots += [None if change is None else pickle.loads(change) for (change,) in rows]
+        # Bytewax pickles what snapshot() returned: a ShardSnapshot, which unpickles as a Shard.
+        snapshots += [change for (change,) in rows]
     return snapshots
 
 

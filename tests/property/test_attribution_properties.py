@@ -1,10 +1,10 @@
 """Whatever the arrival order, duplication, timing and restarts, the final output is the rule.
 
 For random event sets (few customers, small windows, so boundaries and ties are common), random
-arrival orders with duplicates, random processing times, random timer firings and random
-snapshot/restore round trips, the latest walkthrough per walkin_id equals a brute-force
-application of the rule, as long as retention covers the run (the contract's exactness
-condition). Revisions only ever raise the attribution, and nothing is reported late.
+arrival orders with duplicates, random processing times, random timer firings, random packing of
+customers and random snapshot/restore round trips, the latest walkthrough per walkin_id equals a
+brute-force application of the rule, as long as retention covers the run (the contract's
+exactness condition). Revisions only ever raise the attribution, and nothing is reported late.
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ def test_final_output_equals_the_rule(
                 take(shard.expire(now, rules))
         if key in shards and data.draw(st.integers(0, 9)) == 0:  # snapshot + restore
             shards[key] = pickle.loads(pickle.dumps(shards[key]))
+        if key in shards and data.draw(st.integers(0, 4)) == 0:  # between batches
+            shards[key].pack(keep=data.draw(st.integers(0, 2)))
         take(shards.setdefault(key, Shard()).apply(event, ORIGIN, now, rules))
     for shard in shards.values():
         take(shard.decide_all(now, rules))
@@ -145,6 +147,7 @@ def test_first_decision_is_made_by_read_time_plus_hold(
     for event, now in zip(arrival, read_at, strict=True):
         fire_until(now)
         take(shard.apply(event, ORIGIN, now, rules), now)
+        shard.pack(keep=data.draw(st.integers(0, 3)))  # timers also fire on packed customers
     fire_until(read_at[-1] + rules.hold_ns if read_at else 0)
 
     for i, walkin in enumerate(arrival):

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from walkthroughs import attribution
 from walkthroughs.attribution import (
     M_CAMPAIGN,
     STATE_FORMAT,
@@ -14,6 +15,7 @@ from walkthroughs.attribution import (
     W_DECIDED,
     W_DUE,
     W_LOCATION,
+    CustomerState,
     Rules,
     Shard,
     customer_key,
@@ -29,7 +31,6 @@ from walkthroughs.schema import (
     Reason,
     WalkInEvent,
 )
-from walkthroughs.sharing import shared
 
 S = 1_000_000_000
 H = 3600 * S
@@ -206,8 +207,8 @@ def test_every_walkin_field_survives_a_pickle_round_trip() -> None:
     shard = Shard()
     shard.apply(msg("m1", T - H), ORIGIN, 0, RULES)
     shard.apply(walkin(), ORIGIN, 5, RULES)
-    before = shard.customers[customer_key("b", "c")].walkins[0]
-    after = Shard.restore(shard.dump()).customers[customer_key("b", "c")].walkins[0]
+    before = _customer(shard, "b", "c").walkins[0]
+    after = _customer(Shard.restore(shard.dump()), "b", "c").walkins[0]
     assert after == before
     assert after[W_BEST] is not None
     assert (after[W_DUE], after[W_DECIDED], after[W_LOCATION]) == (5 + HOLD, False, "loc")
@@ -231,12 +232,94 @@ def test_customer_keys_split_back_into_their_ids(business: str, customer: str) -
     assert split_customer_key(customer_key(business, customer)) == (business, customer)
 
 
-def test_a_restored_shard_shares_repeated_strings_and_keeps_best_the_stored_message() -> None:
+def test_a_packed_customer_keeps_best_the_stored_message_and_its_timer() -> None:
     shard = Shard()
-    campaign, location = "".join(["camp", "aign"]), "".join(["lo", "c"])  # not interned
-    shard.apply(MessageEvent("m1", "b", "c", T - H, 1, campaign), ORIGIN, 0, RULES)
-    shard.apply(WalkInEvent("w", "b", "c", location, T, "2030-03-17"), ORIGIN, 0, RULES)
-    restored = Shard.restore(shard.dump()).customers[customer_key("b", "c")]
-    assert restored.walkins[0][W_BEST] is restored.messages[0]
-    assert restored.messages[0][M_CAMPAIGN] is shared("campaign")
-    assert restored.walkins[0][W_LOCATION] is shared("loc")
+    shard.apply(MessageEvent("m1", "b", "c", T - H, 1, "campaign"), ORIGIN, 0, RULES)
+    shard.apply(WalkInEvent("w", "b", "c", "loc", T, "2030-03-17"), ORIGIN, 0, RULES)
+    shard.pack()
+    unpacked = _customer(shard, "b", "c")
+    assert unpacked.walkins[0][W_BEST] is unpacked.messages[0]
+    assert unpacked.messages[0][M_CAMPAIGN] == "campaign"
+    assert unpacked.due_ns == HOLD
+    assert shard.retained() == (1, 1)
+    assert ids(shard.expire(HOLD, RULES)) == [("w", "m1")]  # the timer fires on a packed one
+
+
+def test_packing_packs_the_longest_live_customers_down_to_half_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shard = Shard()
+    for c in ("c1", "c2", "c3"):
+        shard.apply(MessageEvent(f"m-{c}", "b", c, T - H, 1, ""), ORIGIN, 0, RULES)
+
+    def live(c: str) -> bool:  # a live customer is the same object each time it is looked at
+        key = customer_key("b", c)
+        return shard.customer(key) is shard.customer(key)
+
+    shard.pack(keep=3)
+    assert [live(c) for c in ("c1", "c2", "c3")] == [True, True, True]
+    pickle.dumps(shard)  # a plain pickle leaves them live
+    shard.pack(keep=2)
+    assert [live(c) for c in ("c1", "c2", "c3")] == [False, False, True]
+    assert (len(shard), shard.retained()) == (3, (3, 0))
+    shard.dump()  # a snapshot of a small shard leaves them live...
+    assert live("c3")
+    monkeypatch.setattr(attribution, "LIVE_CUSTOMERS", 2)
+    snapshot = shard.snapshot()  # ... a large shard's snapshot packs them all, in place
+    assert [live(c) for c in ("c1", "c2", "c3")] == [False, False, False]
+    assert Shard.restore(snapshot.blob()).retained() == (3, 0)
+
+
+class _ShardOfTheUnpackedFormat:
+    """A snapshot as release 2 wrote it: (key, messages, walkins, ghosts, forgotten) rows."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        message = (T - H, "m1", 1, "", LATENESS + WINDOW)
+        walkin = ("w", T, "loc", "2030-03-17", message, HOLD, False)
+        rows = [(customer_key("b", "c"), (message,), (walkin,), (), None)]
+        return Shard.__new__, (Shard,), (2, rows)
+
+
+def test_a_snapshot_of_the_unpacked_format_is_read_with_its_timers() -> None:
+    shard = Shard.restore(pickle.dumps(_ShardOfTheUnpackedFormat()))
+    assert (len(shard), shard.retained(), shard.next_deadline_ns()) == (1, (1, 1), HOLD)
+    assert ids(shard.expire(HOLD, RULES)) == [("w", "m1")]
+
+
+def _customer(shard: Shard, business: str, customer: str) -> CustomerState:
+    state = shard.customer(customer_key(business, customer))
+    assert state is not None
+    return state
+
+
+def test_a_snapshot_is_compressed() -> None:
+    shard = Shard()
+    for c in range(50):
+        shard.apply(MessageEvent(f"m{c}", "business", f"c{c}", T - H, 1, "camp"), ORIGIN, 0, RULES)
+    blob = shard.dump()
+    assert blob[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+    assert len(blob) * 3 < len(pickle.dumps(shard))
+    assert Shard.restore(blob).retained() == (50, 0)
+
+
+def test_decide_all_unpacks_only_customers_that_may_have_a_pending_walkin() -> None:
+    shard = Shard()
+    shard.apply(msg("m1", T - H), ORIGIN, 0, RULES)  # customer c: a walk-in pending
+    shard.apply(walkin(), ORIGIN, 0, RULES)
+    shard.apply(MessageEvent("m2", "b", "other", T - H, 1, ""), ORIGIN, 0, RULES)  # nothing to do
+    restored = Shard.restore(shard.dump())
+    assert ids(restored.decide_all(1, RULES)) == [("w", "m1")]
+    other = customer_key("b", "other")
+    assert restored.customer(other) is not restored.customer(other)  # still packed
+
+
+def test_a_snapshot_is_what_the_shard_was_and_unpickles_as_a_shard() -> None:
+    shard = Shard()
+    shard.apply(msg("m1", T - H), ORIGIN, 0, RULES)
+    snapshot = shard.snapshot()
+    shard.apply(walkin(), ORIGIN, 0, RULES)  # after the snapshot: not in it
+    shard.apply(msg("m2", T - H), ORIGIN, 0, RULES)
+    restored = pickle.loads(pickle.dumps(snapshot))  # what Bytewax stores and resumes from
+    assert isinstance(restored, Shard)
+    assert restored.retained() == (1, 0)
+    assert shard.retained() == (2, 1)
