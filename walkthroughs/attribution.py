@@ -220,12 +220,13 @@ class CustomerState:
 class Shard:
     """The customers of one state key, with timers over their deadlines.
 
-    A customer is *live* (a ``CustomerState``) from the moment it is touched until the shard is
-    packed; otherwise it is *packed*: ``_HEAD`` (its timer's deadline) followed by its records
-    pickled, one bytes object. Packed, a customer takes about a third of the memory, and a
-    snapshot is those bytes copied rather than every record pickled again at every epoch: at
-    1M customers that was 2.4 s of CPU per epoch and most of the memory. Touching a packed
-    customer costs one unpickle, and packing it again one pickle (about 1 us together).
+    A customer is *live* (a ``CustomerState``) from the moment it is touched until it is packed;
+    otherwise it is *packed*: ``_HEAD`` (its timer's deadline) followed by its records pickled,
+    one bytes object. Packed, a customer takes about a third of the memory, and a snapshot
+    copies those bytes rather than pickling every record again at every epoch: at 1M customers
+    that was 2.4 s of CPU per epoch. A shard larger than ``LIVE_CUSTOMERS`` packs at every
+    snapshot (``snapshot``) and when too many are live (``pack``); touching a packed customer
+    unpickles it (a few us on a large state, cache misses included).
 
     Timers are buckets: ``_timers`` maps a deadline to the customers due then, ``_heap`` orders
     the deadlines. Events read together share their deadlines, so a customer costs one list slot
@@ -464,9 +465,10 @@ class Shard:
 
 
 LIVE_CUSTOMERS = 512
-"""How many customers a shard keeps live (as objects) between snapshots; see ``Shard.pack``.
-Snapshots pack every customer, so at the k8s interval (5 s) the live ones are those touched
-since the last snapshot; this bounds them when epochs are long: 512k per process at most."""
+"""A shard with more customers packs them all at each snapshot, and keeps at most this many live
+between snapshots (see ``Shard.pack``); a smaller shard never packs. At the k8s interval (5 s)
+a large state's live customers are those touched since the last snapshot; this bounds them when
+epochs are long: 512k per process at most."""
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame starts with it; a bare pickle with b"\x80"
 _COMPRESSORS = threading.local()  # a zstd context is not safe to share between worker threads
