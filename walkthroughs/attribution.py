@@ -187,10 +187,12 @@ class CustomerState:
     one is the shared ``()``, and tuples weigh less than lists and pickle without Python calls.
     Invariants: ``messages`` is sorted and holds each message_id once; no walkin_id is in both
     ``walkins`` and ``ghosts``; ``forgotten`` is the greatest message key let go, if any;
-    ``due_ns`` is the deadline of the customer's live timer (None: no timer).
+    ``due_ns`` is the deadline of the customer's live timer (None: no timer). ``gen`` is the
+    shard's snapshot generation when the object was made: an object of an older generation may
+    be held by a snapshot, so the shard writes a copy of it instead (``Shard._take``).
     """
 
-    __slots__ = ("due_ns", "forgotten", "ghosts", "messages", "walkins")
+    __slots__ = ("due_ns", "forgotten", "gen", "ghosts", "messages", "walkins")
 
     def __init__(
         self,
@@ -204,6 +206,14 @@ class CustomerState:
         self.ghosts = ghosts
         self.forgotten = forgotten
         self.due_ns: int | None = None
+        self.gen = 0
+
+    def copy(self, gen: int) -> CustomerState:
+        """The same records (immutable tuples, so shared) in a new object of generation ``gen``."""
+        state = CustomerState(self.messages, self.walkins, self.ghosts, self.forgotten)
+        state.due_ns = self.due_ns
+        state.gen = gen
+        return state
 
     def is_empty(self) -> bool:
         """Nothing is left to decide or to recognise: the key can be discarded."""
@@ -238,6 +248,7 @@ class Shard:
 
     __slots__ = (
         "_decide_by",
+        "_gen",
         "_heap",
         "_live",
         "_packed",
@@ -252,6 +263,7 @@ class Shard:
         self._packed_messages = 0  # retained in packed customers (the gauges need counts)
         self._packed_walkins = 0
         self._decide_by = _NO_DUE  # no walk-in's first decision is due after this (decide_all)
+        self._gen = 0  # snapshots taken: live customers of an older generation are copy-on-write
         self._timers: dict[int, list[CustomerKey]] = {}
         self._heap: list[int] = []
 
@@ -331,7 +343,9 @@ class Shard:
         """
         if len(self) > LIVE_CUSTOMERS:
             self.pack()
-        return ShardSnapshot(self)
+        snapshot = ShardSnapshot(self)
+        self._gen += 1  # the live customers it holds are not changed any more, only copied
+        return snapshot
 
     def dump(self) -> bytes:
         """Serialize a snapshot of the shard now (what a recovery store keeps of it)."""
@@ -358,7 +372,7 @@ class Shard:
         """Take one event read at ``now_ns``; return what it decides (walkthroughs, late)."""
         key = customer_key(event.business_id, event.customer_id)
         state = self._live.get(key)
-        if state is None:
+        if state is None or state.gen != self._gen:
             state = self._take(key)
         out: list[Output] = []
         if isinstance(event, MessageEvent):
@@ -417,17 +431,25 @@ class Shard:
         return self._heap[0] if self._heap else None
 
     def _take(self, key: CustomerKey) -> CustomerState:
-        """Return the customer live, unpacking it (or starting it) if need be."""
+        """Return the customer live and safe to change.
+
+        Unpacked or started if need be, or copied if a snapshot may hold its object:
+        copy-on-write is what keeps snapshots cheap.
+        """
         state = self._live.get(key)
-        if state is None:
-            blob = self._packed.pop(key, None)
-            if blob is None:
-                state = CustomerState()
-            else:
-                state = _unpack(blob)
-                self._packed_messages -= len(state.messages)
-                self._packed_walkins -= len(state.walkins)
-            self._live[key] = state
+        if state is not None:
+            if state.gen != self._gen:
+                state = self._live[key] = state.copy(self._gen)
+            return state
+        blob = self._packed.pop(key, None)
+        if blob is None:
+            state = CustomerState()
+        else:
+            state = _unpack(blob)
+            self._packed_messages -= len(state.messages)
+            self._packed_walkins -= len(state.walkins)
+        state.gen = self._gen
+        self._live[key] = state
         return state
 
     def _due(self, key: CustomerKey, due: int) -> CustomerState | None:
@@ -437,8 +459,9 @@ class Shard:
             blob = self._packed.get(key)
             if blob is None or _HEAD.unpack_from(blob)[0] != due:
                 return None
-            state = self._take(key)
-        return state if state.due_ns == due else None
+        elif state.due_ns != due:
+            return None
+        return self._take(key)
 
     def _settle(self, key: CustomerKey, state: CustomerState) -> None:
         if state.is_empty():
@@ -489,32 +512,28 @@ _NO_DUE = -(2**63)  # ... or this, when it has no timer
 class ShardSnapshot:
     """A shard as it was at ``Shard.snapshot``; immutable, serialized only when stored.
 
-    Packed customers are bytes and live customers' records are tuples, both immutable, so
-    holding references is a copy. Bytewax pickles a snapshot only when recovery is on: then
+    Packed customers are bytes, immutable; live customers are held as the objects they are, which
+    the shard never changes afterwards (it writes copies: ``Shard._take``). So holding
+    references is a copy. Bytewax pickles a snapshot only when recovery is on: then
     ``__reduce__`` packs the live customers, compresses the lot (zstd level 1, ~4x: under load
     every shard is snapshotted at every epoch, and an epoch's snapshots are all in memory at
     once on their way to the store) and unpickles as the restored ``Shard``. Without recovery
     a snapshot costs no serialization at all.
     """
 
-    __slots__ = ("_blob", "_counts", "_decide_by", "_live", "_packed")
+    __slots__ = ("_blob", "_decide_by", "_live", "_packed", "retained")
 
     def __init__(self, shard: Shard) -> None:
         self._packed = dict(shard._packed)  # bytes are immutable
-        self._live: list[
-            tuple[CustomerKey, CustomerFields]
-        ] = [  # the records are immutable tuples: references are a copy
-            (key, (s.due_ns, s.messages, s.walkins, s.ghosts, s.forgotten))
-            for key, s in shard._live.items()
-        ]
-        self._counts = shard.retained()
+        self._live = dict(shard._live)  # not changed after this: copy-on-write (Shard._take)
+        self.retained = shard.retained()  # (messages, walk-ins)
         self._decide_by = shard._decide_by
         self._blob: bytes | None = None
 
     def state(self) -> tuple[Any, ...]:
         """The pickled layout (``STATE_FORMAT``): every customer packed, the counts, the bound."""
-        live = {key: _pack_fields(*fields) for key, fields in self._live}
-        return (STATE_FORMAT, self._packed, live, *self._counts, self._decide_by)
+        live = {key: _pack(state) for key, state in self._live.items()}
+        return (STATE_FORMAT, self._packed, live, *self.retained, self._decide_by)
 
     def blob(self) -> bytes:
         """The snapshot serialized and compressed (computed once)."""
@@ -528,27 +547,9 @@ class ShardSnapshot:
 
 
 def _pack(state: CustomerState) -> bytes:
-    return _pack_fields(state.due_ns, state.messages, state.walkins, state.ghosts, state.forgotten)
-
-
-CustomerFields = tuple[
-    int | None,
-    tuple[StoredMessage, ...],
-    tuple[WalkIn, ...],
-    tuple[Ghost, ...],
-    AttributionKey | None,
-]  # (due_ns, messages, walkins, ghosts, forgotten): what a packed customer holds
-
-
-def _pack_fields(
-    due_ns: int | None,
-    messages: tuple[StoredMessage, ...],
-    walkins: tuple[WalkIn, ...],
-    ghosts: tuple[Ghost, ...],
-    forgotten: AttributionKey | None,
-) -> bytes:
-    head = _HEAD.pack(_NO_DUE if due_ns is None else due_ns)
-    return head + pickle.dumps((messages, walkins, ghosts, forgotten), pickle.HIGHEST_PROTOCOL)
+    head = _HEAD.pack(_NO_DUE if state.due_ns is None else state.due_ns)
+    row = (state.messages, state.walkins, state.ghosts, state.forgotten)
+    return head + pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _unpack(blob: bytes) -> CustomerState:

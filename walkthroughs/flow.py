@@ -147,7 +147,7 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
     def snapshot(self) -> ShardSnapshot:
         """Return the shard as of now: later callbacks cannot alter a snapshot in flight."""
         snapshot = self._shard.snapshot()
-        self._report_state((len(self._shard), *self._shard.retained()))
+        self._report_state((len(self._shard), *snapshot.retained))
         return snapshot
 
     def _discard(self) -> bool:

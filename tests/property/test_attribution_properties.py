@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.reference import expected_walkthroughs
-from walkthroughs.attribution import Rules, Shard, shard_of
+from walkthroughs.attribution import Rules, Shard, customer_key, shard_of
 from walkthroughs.schema import Attributed, MessageEvent, Origin, WalkInEvent, Walkthrough
 
 UNIT = 1_000_000_000  # event times are whole seconds apart, so boundaries and ties are frequent
@@ -158,3 +158,36 @@ def test_first_decision_is_made_by_read_time_plus_hold(
         ]
         if expected_walkthroughs([*known, walkin], rules.window_ns):
             assert first_emitted[walkin.walkin_id] <= read_at[i] + rules.hold_ns
+
+
+@settings(max_examples=500, deadline=None)
+@given(events=event_sets(), data=st.data())
+def test_a_snapshot_is_the_shard_as_it_was_whatever_happens_after(
+    events: list[MessageEvent | WalkInEvent], data: st.DataObject
+) -> None:
+    """Snapshots hold live customers by reference (copy-on-write): later events, timers and
+    packing must not reach them."""
+    rules = Rules(window_ns=5 * UNIT, hold_ns=2 * UNIT, lateness_ns=6 * UNIT)
+    shard = Shard()
+    taken: list[tuple[object, bytes]] = []  # (snapshot, the shard pickled at that moment)
+    for i, event in enumerate(events):
+        now = i * UNIT
+        shard.apply(event, ORIGIN, now, rules)
+        action = data.draw(st.integers(0, 5))
+        if action == 0:
+            taken.append((shard.snapshot(), pickle.dumps(shard)))
+        elif action == 1:
+            shard.expire(now, rules)
+        elif action == 2:
+            shard.pack(keep=data.draw(st.integers(0, 2)))
+    keys = {customer_key(e.business_id, e.customer_id) for e in events}
+    for snapshot, at_the_time in taken:
+        restored, expected = pickle.loads(pickle.dumps(snapshot)), pickle.loads(at_the_time)
+        assert (len(restored), restored.retained()) == (len(expected), expected.retained())
+        assert restored.next_deadline_ns() == expected.next_deadline_ns()
+        for key in keys:
+            got, want = restored.customer(key), expected.customer(key)
+            assert (got is None) == (want is None)
+            if got is not None and want is not None:
+                fields = ("messages", "walkins", "ghosts", "forgotten", "due_ns")
+                assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
