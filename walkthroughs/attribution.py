@@ -366,6 +366,19 @@ class Shard:
             raise TypeError(msg)
         return restored
 
+    @staticmethod
+    def resumed(stored: object) -> Shard:
+        """Return the shard of what Bytewax resumes a state key with.
+
+        A stored ``ShardSnapshot`` unpickles as its ``Shard``; releases before it stored bytes.
+        """
+        if isinstance(stored, Shard):
+            return stored
+        if isinstance(stored, bytes):
+            return Shard.restore(stored)
+        msg = f"recovery snapshot of a shard is a {type(stored).__name__}"
+        raise TypeError(msg)
+
     def apply(
         self, event: MessageEvent | WalkInEvent, origin: Origin, now_ns: int, rules: Rules
     ) -> list[Output]:

@@ -75,16 +75,7 @@ def build_flow(
         return shard_of(event.business_id, event.customer_id), decoded
 
     def build_logic(resume: object | None) -> AttributeLogic:
-        # A stored ShardSnapshot unpickles as its Shard; releases before it stored bytes.
-        if isinstance(resume, Shard):
-            shard = resume
-        elif isinstance(resume, bytes):
-            shard = Shard.restore(resume)
-        elif resume is None:
-            shard = Shard()
-        else:
-            msg = f"recovery snapshot of a shard is a {type(resume).__name__}"
-            raise TypeError(msg)
+        shard = Shard.resumed(resume) if resume is not None else Shard()
         return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
     flow = Dataflow("walkthroughs")

@@ -323,3 +323,12 @@ def test_a_snapshot_is_what_the_shard_was_and_unpickles_as_a_shard() -> None:
     assert isinstance(restored, Shard)
     assert restored.retained() == (1, 0)
     assert shard.retained() == (2, 1)
+
+
+def test_a_resumed_state_key_is_a_shard_or_the_bytes_of_the_previous_release() -> None:
+    shard = Shard()
+    shard.apply(msg("m1", T - H), ORIGIN, 0, RULES)
+    assert Shard.resumed(pickle.loads(pickle.dumps(shard.snapshot()))).retained() == (1, 0)
+    assert Shard.resumed(shard.dump()).retained() == (1, 0)
+    with pytest.raises(TypeError, match="is a str"):
+        Shard.resumed("not a shard")
