@@ -276,6 +276,7 @@ class Shard:
         if version == STATE_FORMAT:
             _, self._packed, live, self._packed_messages, self._packed_walkins, decide_by = state
             self._packed.update(live)
+            self._decide_by = decide_by
         elif version == _UNPACKED_FORMAT:  # the previous release: pack its rows
             for key, *records in state[1]:
                 self._packed[key] = _pack(_settled(*records))
@@ -292,8 +293,8 @@ class Shard:
             due = _HEAD.unpack_from(blob)[0]
             if due != _NO_DUE:
                 self._add_timer(key, due)
-        # Format 2 did not keep it: every timer is a candidate then.
-        self._decide_by = decide_by if version == STATE_FORMAT else max(self._heap, default=_NO_DUE)
+        if version == _UNPACKED_FORMAT:  # it did not keep the bound: every timer is a candidate
+            self._decide_by = max(self._heap, default=_NO_DUE)
 
     def __len__(self) -> int:
         return len(self._live) + len(self._packed)
