@@ -290,8 +290,8 @@ class Shard:
             )
             raise ValueError(msg)
         for key, blob in self._packed.items():
-            due = _HEAD.unpack_from(blob)[0]
-            if due != _NO_DUE:
+            due = _packed_due(blob)
+            if due is not None:
                 self._add_timer(key, due)
         if version == _UNPACKED_FORMAT:  # it did not keep the bound: every timer is a candidate
             self._decide_by = max(self._heap, default=_NO_DUE)
@@ -471,7 +471,7 @@ class Shard:
         state = self._live.get(key)
         if state is None:
             blob = self._packed.get(key)
-            if blob is None or _HEAD.unpack_from(blob)[0] != due:
+            if blob is None or _packed_due(blob) != due:
                 return None
         elif state.due_ns != due:
             return None
@@ -566,11 +566,16 @@ def _pack(state: CustomerState) -> bytes:
     return head + pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _packed_due(blob: bytes) -> int | None:
+    """The deadline of a packed customer's timer (its head), without unpickling it."""
+    due: int = _HEAD.unpack_from(blob)[0]
+    return None if due == _NO_DUE else due
+
+
 def _unpack(blob: bytes) -> CustomerState:
     """The inverse of ``_pack`` (pickle keeps a walk-in's ``best`` the very stored message)."""
     state = CustomerState(*pickle.loads(memoryview(blob)[_HEAD.size :]))
-    due = _HEAD.unpack_from(blob)[0]
-    state.due_ns = None if due == _NO_DUE else due
+    state.due_ns = _packed_due(blob)
     return state
 
 
