@@ -17,7 +17,6 @@ Usage: python -m bench.e2e [--events N] [--mongo-events N] [--no-mongo]. Needs t
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import random
 import subprocess
@@ -33,7 +32,7 @@ from bench.common import report
 from tests.hostile import hostile_record
 from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
-from walkthroughs.app import GC_THRESHOLD
+from walkthroughs.app import tune_gc
 from walkthroughs.attribution import LIVE_CUSTOMERS, Rules, Shard, shard_of
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import Attributed, DeadLetter, Origin
@@ -141,7 +140,7 @@ def consume_all(
 
 def run_raw_loop(name: str) -> float:
     """The ceiling: one process, batches, the same logic and codecs, no Bytewax."""
-    gc.set_threshold(GC_THRESHOLD, 20, 100)  # the same collector settings as the service
+    tune_gc()  # the same collector settings as the service
     started = time.perf_counter()
     kafka = {"bootstrap.servers": BOOTSTRAP}
     topics = [f"{name}-{s}" for s in ("m", "mb", "w", "wb")]
