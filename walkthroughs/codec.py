@@ -59,19 +59,21 @@ def decode_message(value: bytes | None) -> MessageEvent:
         DecodeError: the record is bad; its reason says why.
     """
     msg = _parse(pb.ZenreachMessage, value)
-    _require(msg.message_id, "message_id")
-    _require(msg.business_id, "business_id")
-    _require(msg.customer_id, "customer_id")
+    # Each field is read once: a protobuf attribute read builds a new Python object every time.
+    message_id, business_id, customer_id = msg.message_id, msg.business_id, msg.customer_id
+    if not (message_id and business_id and customer_id):
+        raise _missing_field(msg, _MESSAGE_IDS)
     sent_at_ns = _required_timestamp_ns(msg, "sent_at")
-    if msg.channel not in CHANNEL_NUMBERS:
-        raise DecodeError(Reason.INVALID_CHANNEL, str(msg.channel))
+    channel = msg.channel
+    if channel not in CHANNEL_NUMBERS:
+        raise DecodeError(Reason.INVALID_CHANNEL, str(channel))
     return new_message(
         (
-            msg.message_id,
-            shared(msg.business_id),
-            msg.customer_id,
+            message_id,
+            shared(business_id),
+            customer_id,
             sent_at_ns,
-            msg.channel,
+            channel,
             shared(msg.campaign_id),
         )
     )
@@ -90,18 +92,18 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
         DecodeError: the record is bad; its reason says why.
     """
     msg = _parse(pb.WalkIn, value)
-    _require(msg.walkin_id, "walkin_id")
-    _require(msg.business_id, "business_id")
-    _require(msg.customer_id, "customer_id")
+    walkin_id, business_id, customer_id = msg.walkin_id, msg.business_id, msg.customer_id
+    if not (walkin_id and business_id and customer_id):
+        raise _missing_field(msg, _WALKIN_IDS)
     started_at_ns = _required_timestamp_ns(msg, "started_at")
     if msg.HasField("ended_at"):
         _timestamp_ns(msg.ended_at, "ended_at")
     date = local_date(started_at_ns, msg.timezone)
     return new_walkin(
         (
-            msg.walkin_id,
-            shared(msg.business_id),
-            msg.customer_id,
+            walkin_id,
+            shared(business_id),
+            customer_id,
             shared(msg.location_id),
             started_at_ns,
             shared(date),
@@ -111,18 +113,22 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
 
 def encode_walkthrough(w: Walkthrough) -> bytes:
     """Serialize a walkthrough to the wire schema (the output topic's value)."""
-    return pb.Walkthrough(
+    msg = pb.Walkthrough(
         walkin_id=w.walkin_id,
         business_id=w.business_id,
         customer_id=w.customer_id,
         location_id=w.location_id,
-        walkin_at=_timestamp(w.walkin_at_ns),
         message_id=w.message_id,
         channel=w.channel,  # type: ignore[arg-type]  # an int of the enum, as the wire wants
         campaign_id=w.campaign_id,
-        message_sent_at=_timestamp(w.message_sent_at_ns),
         local_date=w.local_date,
-    ).SerializeToString(deterministic=True)
+    )
+    # Setting the timestamps' fields in place: a quarter faster than building Timestamp objects
+    # to be copied in (this runs once per walkthrough emitted).
+    walkin_at, sent_at = msg.walkin_at, msg.message_sent_at
+    walkin_at.seconds, walkin_at.nanos = divmod(w.walkin_at_ns, NS_PER_S)
+    sent_at.seconds, sent_at.nanos = divmod(w.message_sent_at_ns, NS_PER_S)
+    return msg.SerializeToString(deterministic=True)
 
 
 def decode_walkthrough(value: bytes) -> Walkthrough:
@@ -215,9 +221,14 @@ def _parse(cls: type[_M], value: bytes | None) -> _M:
         raise DecodeError(Reason.UNDECODABLE, detail) from exc
 
 
-def _require(value: str, field: str) -> None:
-    if not value:
-        raise DecodeError(Reason.MISSING_FIELD, field)
+_MESSAGE_IDS = ("message_id", "business_id", "customer_id")
+_WALKIN_IDS = ("walkin_id", "business_id", "customer_id")
+
+
+def _missing_field(msg: pb.ZenreachMessage | pb.WalkIn, fields: tuple[str, ...]) -> DecodeError:
+    """The error naming the first of ``fields`` that is empty (one of them is)."""
+    missing = next(field for field in fields if not getattr(msg, field))
+    return DecodeError(Reason.MISSING_FIELD, missing)
 
 
 def _required_timestamp_ns(msg: pb.ZenreachMessage | pb.WalkIn, field: str) -> int:
@@ -228,15 +239,15 @@ def _required_timestamp_ns(msg: pb.ZenreachMessage | pb.WalkIn, field: str) -> i
 
 
 def _timestamp_ns(ts: Timestamp, field: str) -> int:
-    nanos = ts.nanos
+    seconds, nanos = ts.seconds, ts.nanos
+    at_ns = seconds * NS_PER_S + nanos
+    if 0 <= nanos < NS_PER_S and MIN_TIMESTAMP_NS <= at_ns < END_TIMESTAMP_NS:
+        return at_ns
     if not 0 <= nanos < NS_PER_S:
         detail = f"{field}: nanos {nanos} outside [0, 999999999]"
-        raise DecodeError(Reason.INVALID_TIMESTAMP, detail)
-    at_ns = ts.seconds * NS_PER_S + nanos
-    if not MIN_TIMESTAMP_NS <= at_ns < END_TIMESTAMP_NS:
-        detail = f"{field}: {ts.seconds}s since epoch is outside years 2000-2100"
-        raise DecodeError(Reason.INVALID_TIMESTAMP, detail)
-    return at_ns
+    else:
+        detail = f"{field}: {seconds}s since epoch is outside years 2000-2100"
+    raise DecodeError(Reason.INVALID_TIMESTAMP, detail)
 
 
 def _timestamp(at_ns: int) -> Timestamp:

@@ -157,14 +157,23 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
 
     @staticmethod
     def _measured(out: list[Output], now_ns: int) -> list[Output]:
+        """Count the batch's outputs: counters once per batch, latency once per decision."""
+        revisions = late = 0
+        observe = metrics.DECISION_LATENCY.observe
         for item in out:
             if isinstance(item, Attributed):
-                metrics.EMITTED.labels("revision" if item.revision else "first").inc()
+                revisions += item.revision
                 if item.at_decision:
-                    metrics.DECISION_LATENCY.observe((now_ns - item.read_at_ns) / NS)
+                    observe((now_ns - item.read_at_ns) / NS)
             else:
-                metrics.LATE_EVENTS.inc()
+                late += 1
                 metrics.DEAD_LETTERS.labels(item.reason.value).inc()
+        if late:
+            metrics.LATE_EVENTS.inc(late)
+        if len(out) > late + revisions:
+            metrics.EMITTED_FIRST.inc(len(out) - late - revisions)
+        if revisions:
+            metrics.EMITTED_REVISION.inc(revisions)
         return out
 
 

@@ -40,6 +40,9 @@ EMITTED = Counter(
     "Walkthroughs emitted: kind=first for a walk-in's first walkthrough, revision after that.",
     ["kind"],
 )
+# The children made once: ``labels()`` takes a lock and looks them up at every call.
+EMITTED_FIRST = EMITTED.labels("first")
+EMITTED_REVISION = EMITTED.labels("revision")
 DECISION_LATENCY = Histogram(
     "walkthroughs_decision_latency_seconds",
     "From reading a walk-in to emitting its first walkthrough (processing time).",
