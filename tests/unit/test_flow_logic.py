@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 
+from prometheus_client import REGISTRY
+
 from walkthroughs.attribution import Rules, Shard, customer_key
 from walkthroughs.clock import FakeClock
 from walkthroughs.flow import AttributeLogic
@@ -63,3 +65,27 @@ def test_logic_is_discarded_when_its_shard_is_empty() -> None:
     adapter.on_batch([(MessageEvent("m", "b", "c", T0 - S, 1, ""), ORIGIN)])
     clock.advance(RULES.window_ns + RULES.lateness_ns)
     assert adapter.on_notify() == ([], True)
+
+
+def _emitted(kind: str) -> float:
+    return REGISTRY.get_sample_value("walkthroughs_emitted_total", {"kind": kind}) or 0.0
+
+
+def test_emitted_counters_tell_first_walkthroughs_from_revisions() -> None:
+    clock = FakeClock(T0)
+    adapter = logic(clock)
+    first, revisions = _emitted("first"), _emitted("revision")
+    adapter.on_batch(
+        [
+            (MessageEvent("m1", "b", "c", T0 - 10 * S, 1, ""), ORIGIN),
+            (WalkInEvent("w1", "b", "c", "", T0, "2030-03-17"), ORIGIN),
+            (WalkInEvent("w2", "b", "c", "", T0, "2030-03-17"), ORIGIN),
+        ]
+    )
+    clock.advance(30 * S)
+    decided, _ = adapter.on_notify()
+    assert len(decided) == 2
+    # A message sent closer to both walk-ins arrives after their first decisions: two revisions.
+    revised, _ = adapter.on_batch([(MessageEvent("m2", "b", "c", T0 - 5 * S, 1, ""), ORIGIN)])
+    assert [o.revision for o in revised if isinstance(o, Attributed)] == [True, True]
+    assert (_emitted("first") - first, _emitted("revision") - revisions) == (2, 2)
