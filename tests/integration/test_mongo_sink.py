@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.database import Database
 
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.schema import Channel, Walkthrough
-from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS, ensure_indexes, write_walkthroughs
+from walkthroughs.sinks.mongo import (
+    COUNTS,
+    RECOUNT_INDEX,
+    WALKTHROUGHS,
+    ensure_indexes,
+    write_walkthroughs,
+)
 
 Doc = dict[str, Any]
 S = 10**9
@@ -68,3 +75,23 @@ def test_counts_are_repaired_by_a_replay_after_a_crash_between_writes(
     assert all(sum(d["by_channel"].values()) == d["count"] for d in repaired)
     write_walkthroughs(mongo_db, batch)
     assert counts(mongo_db) == repaired
+
+
+def test_indexes_cover_the_recount_and_replace_the_previous_release(
+    mongo_db: Database[Doc],
+) -> None:
+    # A database of the previous release: walkthroughs indexed by (business_id, local_date) only.
+    mongo_db[WALKTHROUGHS].create_index(
+        [("business_id", ASCENDING), ("local_date", ASCENDING)], name="business_date"
+    )
+    ensure_indexes(mongo_db)
+    ensure_indexes(mongo_db)  # every sink partition calls it at start-up
+    indexes = mongo_db[WALKTHROUGHS].index_information()
+    assert sorted(indexes) == ["_id_", RECOUNT_INDEX]
+    assert [field for field, _ in indexes[RECOUNT_INDEX]["key"]] == [
+        "business_id",
+        "local_date",
+        "channel",
+    ]
+    counts_index = mongo_db[COUNTS].index_information()["business_date"]
+    assert counts_index["unique"]

@@ -15,7 +15,8 @@ unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$gr
   ``tests/integration/test_mongo_wire.py`` pins down what we rely on.
 * **Counts recomputed, never incremented.** After the upserts, the batch recounts each
   (business, local date) it touched from the ``walkthroughs`` collection (one ``$group`` with
-  ``$sum``) and replaces its count document (``count``, ``by_channel``). Replaying any batch,
+  ``$sum``, answered from the ``RECOUNT_INDEX`` alone on MongoDB) and replaces its count
+  document (``count``, ``by_channel``). Replaying any batch,
   any number of times, in any state, converges to the collection grouped: nothing is
   double-counted, and a crash between the two steps is repaired by the replay. Counts never
   reach zero (walkthroughs are never deleted), so there are no zero-count documents.
@@ -54,11 +55,32 @@ Sleeper = Callable[[float], None]
 TRANSIENT = (AutoReconnect, ConnectionFailure)
 
 
+RECOUNT_INDEX = "business_date_channel"
+"""Covers the recount: ``_recount`` reads only these three fields, so on MongoDB it is an
+index-only scan (no document fetched), and its prefix serves the dashboard's per-day queries."""
+SUPERSEDED_INDEXES = ("business_date",)
+"""Indexes of walkthroughs that earlier releases created and ``RECOUNT_INDEX`` now covers."""
+INDEX_NOT_FOUND = 27  # the server's error code for dropping an index that is not there
+
+
 def ensure_indexes(db: Database[Doc]) -> None:
-    """Create the indexes the sink and the dashboard rely on (idempotent)."""
-    db[WALKTHROUGHS].create_index(
-        [("business_id", ASCENDING), ("local_date", ASCENDING)], name="business_date"
+    """Create the indexes the sink and the dashboard rely on, drop superseded ones (idempotent).
+
+    Every sink partition calls this at start-up, concurrently: creating an existing index is a
+    no-op, and a superseded index another partition dropped first is not an error.
+    """
+    walkthroughs = db[WALKTHROUGHS]
+    walkthroughs.create_index(
+        [("business_id", ASCENDING), ("local_date", ASCENDING), ("channel", ASCENDING)],
+        name=RECOUNT_INDEX,
     )
+    for name in SUPERSEDED_INDEXES:
+        if name in walkthroughs.index_information():
+            try:
+                walkthroughs.drop_index(name)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:
+                    raise
     db[COUNTS].create_index(
         [("business_id", ASCENDING), ("date", ASCENDING)], name="business_date", unique=True
     )
