@@ -125,7 +125,12 @@ def test_short_kafka_outage_is_ridden_out(
         deployment.produce("m", second)
         assert proc.poll() is None, log.read_text()[-3000:]
         expected_n = len(expected_walkthroughs(sample.events, WINDOW_NS))
-        wait_for(lambda: len(deployment.output()) == expected_n)
+        try:
+            wait_for(lambda: len(deployment.output()) == expected_n)
+        except AssertionError as exc:
+            got = len(deployment.output())
+            msg = f"{got} of {expected_n} walkthroughs; alive: {proc.poll() is None}; log tail:\n"
+            raise AssertionError(msg + log.read_text()[-4000:]) from exc
         assert proc.poll() is None, "the dataflow survived the outage by itself"
     finally:
         proc.send_signal(signal.SIGTERM)
