@@ -230,4 +230,8 @@ def test_recovery_store_stops_growing_under_key_churn(
     sizes, keys, customers = zip(*figures, strict=True)
     assert max(keys) <= STATE_SHARDS  # not one key per customer: 15000 came and went
     assert all(c <= 3000 for c in customers)  # earlier runs' customers were all let go
-    assert sizes[-1] <= sizes[1] * 1.25  # the file stopped growing
+    # The file stopped growing. SQLite's file is the high-water mark of what was stored, and how
+    # many customers a run's last snapshots still hold depends on timing (1257 to 2514 seen), so
+    # the bound is against the larger of the first two runs: a store that kept every customer
+    # would be ~2.5x the second run's by the fifth (15000 customers against 6000).
+    assert sizes[-1] <= 2 * max(sizes[:2])
