@@ -4,8 +4,8 @@ The dataflow hands the sink one batch per business partition per activation; eac
 three round trips (read the stored ranks, one unordered bulk of replacements, one recount), so
 documents/s grows with the batch size. This measures it on fresh walkthroughs (inserts) and on
 the same ones again (a replay: reads only, nothing improves), median of runs, together with the
-sink's own CPU per document: what it costs the worker whatever the server (FerretDB here is slow,
-MongoDB is not, but the client's work is the same on both).
+sink's own CPU per document: what it costs the worker whatever the server (the documents/s are
+FerretDB's here; the client's work is the same on MongoDB).
 
 Usage: python -m bench.mongo [--docs N]. Needs the local stack (make up).
 """
