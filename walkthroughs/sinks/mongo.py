@@ -74,8 +74,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
         [("business_id", ASCENDING), ("local_date", ASCENDING), ("channel", ASCENDING)],
         name=RECOUNT_INDEX,
     )
+    existing = walkthroughs.index_information()
     for name in SUPERSEDED_INDEXES:
-        if name in walkthroughs.index_information():
+        if name in existing:
             try:
                 walkthroughs.drop_index(name)
             except OperationFailure as exc:
