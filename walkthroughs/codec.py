@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+from importlib import resources
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -42,6 +43,12 @@ NS_PER_S = 1_000_000_000
 MIN_TIMESTAMP_NS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
 END_TIMESTAMP_NS = int(datetime(2101, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
 _SHOWN_CHARS = 80  # offending values are quoted in error headers, cut to this length
+MAX_ID_BYTES = 1024
+"""The longest id (UTF-8 bytes) a record may carry, in any id field: message, walk-in,
+business, customer, campaign and location ids. Longer ones make the record bad (``id too
+long``): every id is copied into state, into walkthroughs (a Kafka record and a MongoDB
+document) and into dead-letter headers, and a record of a few such ids must stay far below
+Kafka's 1 MB record limit, or one producer's bug would make outputs the service cannot write."""
 
 _M = TypeVar("_M", pb.ZenreachMessage, pb.WalkIn, pb.Walkthrough)
 
@@ -63,6 +70,9 @@ def decode_message(value: bytes | None) -> MessageEvent:
     message_id, business_id, customer_id = msg.message_id, msg.business_id, msg.customer_id
     if not (message_id and business_id and customer_id):
         raise _missing_field(msg, _MESSAGE_IDS)
+    campaign_id = msg.campaign_id
+    if max(len(message_id), len(business_id), len(customer_id), len(campaign_id)) > _SAFE_CHARS:
+        _check_id_sizes(_MESSAGE_ID_FIELDS, (message_id, business_id, customer_id, campaign_id))
     sent_at_ns = _required_timestamp_ns(msg, "sent_at")
     channel = msg.channel
     if channel not in CHANNEL_NUMBERS:
@@ -74,7 +84,7 @@ def decode_message(value: bytes | None) -> MessageEvent:
             customer_id,
             sent_at_ns,
             channel,
-            shared(msg.campaign_id),
+            shared(campaign_id),
         )
     )
 
@@ -95,6 +105,9 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
     walkin_id, business_id, customer_id = msg.walkin_id, msg.business_id, msg.customer_id
     if not (walkin_id and business_id and customer_id):
         raise _missing_field(msg, _WALKIN_IDS)
+    location_id = msg.location_id
+    if max(len(walkin_id), len(business_id), len(customer_id), len(location_id)) > _SAFE_CHARS:
+        _check_id_sizes(_WALKIN_ID_FIELDS, (walkin_id, business_id, customer_id, location_id))
     started_at_ns = _required_timestamp_ns(msg, "started_at")
     if msg.HasField("ended_at"):
         _timestamp_ns(msg.ended_at, "ended_at")
@@ -104,7 +117,7 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
             walkin_id,
             shared(business_id),
             customer_id,
-            shared(msg.location_id),
+            shared(location_id),
             started_at_ns,
             shared(date),
         )
@@ -195,16 +208,25 @@ def _local_date_of_minute(minute: int, timezone: str) -> str:
     return datetime.fromtimestamp(minute * 60, zone(timezone)).date().isoformat()
 
 
+TZDATA_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
+"""Every zone name of the pinned ``tzdata`` package: the only zones the service knows.
+
+``ZoneInfo(name)`` would look in the host's zone files first (``zoneinfo.TZPATH``), so a pod on
+a base image that ships ``localtime``, ``right/UTC`` or an older or newer database would accept
+other names, or compute other dates, than a pod on a slim image. Zones are therefore read from
+the pinned package only, and a name it does not list is invalid everywhere alike."""
+
+
 @lru_cache(maxsize=4096)
 def zone(name: str) -> tzinfo:
-    """Resolve an IANA zone name once ("" is UTC); unknown names raise ``DecodeError``."""
+    """Resolve an IANA zone name once ("" is UTC); names ``tzdata`` lacks raise ``DecodeError``."""
     if not name:
         return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        # ValueError: malformed keys (absolute paths, "..", NUL); OSError: a folder ("America").
-        raise DecodeError(Reason.INVALID_TIMEZONE, _show(name)) from exc
+    if name not in TZDATA_ZONES:
+        raise DecodeError(Reason.INVALID_TIMEZONE, _show(name))
+    # Listed names are plain relative paths of the package's zoneinfo folder (no "..", no NUL).
+    with resources.files("tzdata.zoneinfo").joinpath(name).open("rb") as data:
+        return ZoneInfo.from_file(data, key=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +245,18 @@ def _parse(cls: type[_M], value: bytes | None) -> _M:
 
 _MESSAGE_IDS = ("message_id", "business_id", "customer_id")
 _WALKIN_IDS = ("walkin_id", "business_id", "customer_id")
+_MESSAGE_ID_FIELDS = (*_MESSAGE_IDS, "campaign_id")
+_WALKIN_ID_FIELDS = (*_WALKIN_IDS, "location_id")
+_SAFE_CHARS = MAX_ID_BYTES // 4  # a UTF-8 character is at most 4 bytes: no need to encode
+
+
+def _check_id_sizes(names: tuple[str, ...], values: tuple[str, ...]) -> None:
+    """Reject the record if an id is longer than ``MAX_ID_BYTES`` in UTF-8 (the slow path)."""
+    for name, value in zip(names, values, strict=True):
+        size = len(value.encode())
+        if size > MAX_ID_BYTES:
+            detail = f"{name}: {size} bytes, at most {MAX_ID_BYTES}"
+            raise DecodeError(Reason.ID_TOO_LONG, detail)
 
 
 def _missing_field(msg: pb.ZenreachMessage | pb.WalkIn, fields: tuple[str, ...]) -> DecodeError:

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid timestamp"
     INVALID_CHANNEL = "invalid channel"
     INVALID_TIMEZONE = "invalid timezone"
+    ID_TOO_LONG = "id too long"
     LATE = "late"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -287,3 +290,43 @@ def test_encode_walkthrough_round_trips_through_the_wire_schema() -> None:
 
 def test_channel_numbers_match_the_wire_enum() -> None:
     assert {c.name: c.value for c in Channel} == dict(pb.Channel.items())
+
+
+@pytest.mark.parametrize("field_name", ["message_id", "business_id", "customer_id", "campaign_id"])
+def test_message_id_longer_than_the_limit_is_a_bad_record(field_name: str) -> None:
+    at_limit = codec.decode_message(message(**{field_name: "é" * 512}).SerializeToString())
+    assert getattr(at_limit, field_name) == "é" * 512  # 1024 bytes of UTF-8: accepted
+    with pytest.raises(DecodeError) as caught:
+        codec.decode_message(message(**{field_name: "é" * 512 + "x"}).SerializeToString())
+    assert caught.value.reason is Reason.ID_TOO_LONG
+    assert str(caught.value) == f"id too long {field_name}: 1025 bytes, at most 1024"
+
+
+@pytest.mark.parametrize("field_name", ["walkin_id", "business_id", "customer_id", "location_id"])
+def test_walkin_id_longer_than_the_limit_is_a_bad_record(field_name: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        codec.decode_walkin(walkin(**{field_name: "w" * 600_000}).SerializeToString())
+    assert str(caught.value) == f"id too long {field_name}: 600000 bytes, at most 1024"
+
+
+def test_zones_come_from_the_pinned_tzdata_only(tmp_path: Path) -> None:
+    """A zone file the host has and tzdata lacks is an invalid zone, on every host alike.
+
+    The host here is a folder put first on zoneinfo's search path, holding a real zone file
+    under a name tzdata does not list: ``ZoneInfo`` itself would accept it.
+    """
+    utc = resources.files("tzdata.zoneinfo").joinpath("UTC").read_bytes()
+    for name in ("localtime", "right/UTC", "Mars/Olympus"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(utc)
+    zoneinfo.reset_tzpath(to=[str(tmp_path)])
+    try:
+        assert str(zoneinfo.ZoneInfo.no_cache("right/UTC")) == "right/UTC"  # the host has it
+        for name in ("localtime", "right/UTC", "Mars/Olympus"):
+            with pytest.raises(DecodeError) as caught:
+                codec.decode_walkin(walkin(timezone=name).SerializeToString())
+            assert str(caught.value) == f"invalid timezone {name!r}"
+        paris = codec.decode_walkin(walkin(timezone="Europe/Paris").SerializeToString())
+        assert paris.local_date == "2026-11-25"  # 23:30 UTC is past midnight in Paris
+    finally:
+        zoneinfo.reset_tzpath()
