@@ -2,19 +2,23 @@
 
 Settings come from the ``WALKTHROUGHS_*`` environment (see README); a bad one stops the process
 here, at start-up, with a message naming it. SIGTERM (what Kubernetes sends) is turned into the
-interrupt Bytewax handles like Ctrl-C: workers stop, sinks are closed (our Kafka sinks wait for
-their acknowledgements); the epoch in progress is not committed and is replayed on restart.
+interrupt Bytewax handles like Ctrl-C, and into a stop request that ends every sink's waiting
+(``walkthroughs.stopping``): workers stop, sinks are closed; the epoch in progress is not
+committed and is replayed on restart.
 """
 
 import os
 import signal
 import sys
 
+from walkthroughs import stopping
 from walkthroughs.app import build_from_env
 from walkthroughs.errors import WalkthroughsError
+from walkthroughs.redaction import scrub
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    stopping.request()  # every sink wait gives up now: the stop is bounded
     msg = f"signal {signum}"
     raise KeyboardInterrupt(msg)
 
@@ -23,4 +27,4 @@ signal.signal(signal.SIGTERM, _interrupt)
 try:
     flow = build_from_env(os.environ)
 except WalkthroughsError as exc:
-    sys.exit(f"walkthroughs: cannot start: {exc}")
+    sys.exit(scrub(f"walkthroughs: cannot start: {exc}"))

@@ -1,8 +1,8 @@
 """Build the production dataflow from settings: real Kafka and MongoDB connectors.
 
 Called once by ``dataflow.py`` (the composition root). Start-up checks happen here, before any
-record is read: settings, the reachability of Kafka, and the existence of every topic; the
-MongoDB sink pings the server when its partitions are built.
+record is read (``startup``): settings, the Kafka client settings, the cluster, every topic and
+the record limits of the outputs, and MongoDB (ping, credentials, indexes).
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from collections.abc import Mapping
 
 from bytewax.dataflow import Dataflow
 
-from walkthroughs import logs
+from walkthroughs import logs, redaction
 from walkthroughs.clock import system_now_ns
-from walkthroughs.config import Settings
+from walkthroughs.config import KAFKA_PREFIX, Settings
 from walkthroughs.flow import Sinks, build_flow
+from walkthroughs.redaction import Redactor, environment_secrets
 from walkthroughs.sinks.kafka import KafkaOutput, dead_letter_record, walkthrough_record
 from walkthroughs.sinks.mongo import MongoOutput
-from walkthroughs.sources.kafka import KafkaInput, list_partitions
+from walkthroughs.sources.kafka import KafkaInput
+from walkthroughs.startup import check_kafka, check_mongo
 
 log = logging.getLogger("walkthroughs")
 # Cyclic collector thresholds (generation 0, 1, 2); see ``tune_gc``.
@@ -42,31 +44,50 @@ def tune_gc() -> None:
 
 
 def build_from_env(environ: Mapping[str, str]) -> Dataflow:
-    """Read the settings, check the outside world, and assemble the dataflow."""
+    """Read the settings, check the outside world, and assemble the dataflow.
+
+    Secrets are known to the process's redactor before anything can be logged or raised.
+    """
+    redaction.install(
+        Redactor(environment_secrets(environ, "WALKTHROUGHS_MONGO_URI", KAFKA_PREFIX))
+    )
     settings = Settings.from_env(environ)
     logs.configure(settings.log_level)
     tune_gc()
     log.info("starting", extra={"fields": {"settings": settings.describe()}})
     kafka = settings.kafka_config()
-    timeout_s = settings.startup_timeout.total_seconds()
-    inputs = [*settings.messages_topics, *settings.walkins_topics]
-    list_partitions(kafka, [*inputs, settings.output_topic, settings.dlq_topic], timeout_s)
-    mongo = (
-        MongoOutput(
+    facts = check_kafka(settings)
+    mongo = None
+    if settings.mongo_enabled:
+        check_mongo(settings)
+        mongo = MongoOutput(
             settings.mongo_uri,
             settings.mongo_db,
             retry_limit_s=settings.mongo_retry_limit.total_seconds(),
+            request_timeout_s=settings.mongo_timeout.total_seconds(),
         )
-        if settings.mongo_enabled
-        else None
-    )
     sinks = Sinks(
-        walkthroughs=KafkaOutput(kafka, settings.output_topic, walkthrough_record),
-        dead_letters=KafkaOutput(kafka, settings.dlq_topic, dead_letter_record),
+        walkthroughs=KafkaOutput(
+            kafka,
+            settings.output_topic,
+            walkthrough_record,
+            max_record_bytes=facts.record_limits[settings.output_topic],
+        ),
+        dead_letters=KafkaOutput(
+            kafka,
+            settings.dlq_topic,
+            dead_letter_record,
+            max_record_bytes=facts.record_limits[settings.dlq_topic],
+            cut_to_fit=True,
+        ),
         mongo=mongo,
     )
+    inputs = [*settings.messages_topics, *settings.walkins_topics]
     source = KafkaInput(
-        kafka, inputs, stop_at_end=settings.stop_at_end, startup_timeout_s=timeout_s
+        kafka,
+        inputs,
+        stop_at_end=settings.stop_at_end,
+        startup_timeout_s=settings.startup_timeout.total_seconds(),
     )
     return build_flow(
         source=source,

@@ -24,6 +24,7 @@ from typing import Any
 
 from walkthroughs.attribution import Rules
 from walkthroughs.errors import ConfigError
+from walkthroughs.redaction import is_secret_property, redact_uri
 
 PREFIX = "WALKTHROUGHS_"
 KAFKA_PREFIX = PREFIX + "KAFKA_"
@@ -44,7 +45,32 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # Property names that the service sets itself; overriding them would break its guarantees.
 _RESERVED_KAFKA_PROPERTIES = {"bootstrap.servers", "group.id", "enable.auto.commit"}
-_SECRET_HINTS = ("password", "secret", "key", "token", "jaas", "credential")
+_MAX_PORT = 65535
+# Kafka client properties the service itself relies on, with the range it can honour: our sinks
+# wait ``message.timeout.ms`` for acknowledgements, and librdkafka reads 0 as "forever".
+_KAFKA_INT_RANGES = {"message.timeout.ms": (1, 3_600_000)}
+_DAY = timedelta(days=1)
+# (setting, attribute, least, greatest): beyond these the service cannot keep its promises
+# (state holds window + allowed lateness of traffic; timers and dates must stay representable).
+_DURATION_RANGES = (
+    (
+        "WALKTHROUGHS_ATTRIBUTION_WINDOW",
+        "attribution_window",
+        timedelta(milliseconds=1),
+        366 * _DAY,
+    ),
+    ("WALKTHROUGHS_HOLD", "hold", timedelta(0), 366 * _DAY),
+    ("WALKTHROUGHS_ALLOWED_LATENESS", "allowed_lateness", timedelta(0), 366 * _DAY),
+    (
+        "WALKTHROUGHS_FLUSH_INTERVAL",
+        "flush_interval",
+        timedelta(milliseconds=1),
+        timedelta(hours=1),
+    ),
+    ("WALKTHROUGHS_STARTUP_TIMEOUT", "startup_timeout", timedelta(seconds=1), timedelta(hours=1)),
+    ("WALKTHROUGHS_MONGO_RETRY_LIMIT", "mongo_retry_limit", timedelta(0), _DAY),
+    ("WALKTHROUGHS_MONGO_TIMEOUT", "mongo_timeout", timedelta(seconds=1), timedelta(minutes=10)),
+)
 
 
 @dataclass(frozen=True)
@@ -72,14 +98,20 @@ class Settings:
     startup_timeout: timedelta = timedelta(seconds=30)
     mongo_enabled: bool = True
     mongo_retry_limit: timedelta = timedelta(minutes=2)
+    mongo_timeout: timedelta = timedelta(seconds=20)
     log_level: str = "INFO"
     kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __post_init__(self) -> None:
-        """Check the rules that tie settings together (each one alone is checked on parsing)."""
-        _check_positive("WALKTHROUGHS_ATTRIBUTION_WINDOW", self.attribution_window)
-        _check_positive("WALKTHROUGHS_FLUSH_INTERVAL", self.flush_interval)
-        _check_positive("WALKTHROUGHS_STARTUP_TIMEOUT", self.startup_timeout)
+        """Check each duration's range and the rules that tie settings together."""
+        for name, attr, least, greatest in _DURATION_RANGES:
+            value: timedelta = getattr(self, attr)
+            if not least <= value <= greatest:
+                msg = (
+                    f"{name}={_fmt(value)} is out of range: use a duration from {_fmt(least)} "
+                    f"to {_fmt(greatest)}"
+                )
+                raise ConfigError(msg)
         if self.hold > self.allowed_lateness:
             msg = (
                 f"WALKTHROUGHS_HOLD ({_fmt(self.hold)}) must not exceed "
@@ -158,9 +190,10 @@ class Settings:
             "startup_timeout": _fmt(self.startup_timeout),
             "mongo_enabled": self.mongo_enabled,
             "mongo_retry_limit": _fmt(self.mongo_retry_limit),
+            "mongo_timeout": _fmt(self.mongo_timeout),
             "log_level": self.log_level,
             "kafka_extra": {
-                k: ("***" if any(h in k for h in _SECRET_HINTS) else v)
+                k: ("***" if is_secret_property(k) else v)
                 for k, v in sorted(self.kafka_extra.items())
             },
         }
@@ -223,20 +256,42 @@ def parse_bool(name: str, raw: str) -> bool:
 
 
 def parse_bootstrap(name: str, raw: str) -> str:
-    """Parse a comma-separated list of ``host:port`` Kafka bootstrap servers."""
+    """Parse a comma-separated list of ``host:port`` Kafka bootstrap servers (ports 1-65535)."""
     servers = [s.strip() for s in raw.split(",")]
     if not raw.strip() or not all(_BOOTSTRAP_SERVER.fullmatch(s) for s in servers):
         msg = f"{name}={raw!r} is not a server list: use host:port[,host:port...]"
         raise ConfigError(msg)
+    for server in servers:
+        port = int(server.rpartition(":")[2])
+        if not 1 <= port <= _MAX_PORT:
+            msg = f"{name}={raw!r}: port {port} of {server!r} is out of range: use 1 to {_MAX_PORT}"
+            raise ConfigError(msg)
     return ",".join(servers)
 
 
 def parse_mongo_uri(name: str, raw: str) -> str:
-    """Accept a ``mongodb://`` or ``mongodb+srv://`` connection string (quoted redacted)."""
+    """Accept a ``mongodb://`` or ``mongodb+srv://`` connection string (quoted redacted).
+
+    The user name and password must be percent-encoded: a raw ``/``, ``?``, ``#``, ``@`` or a
+    second ``:`` makes a URI that client libraries split in the middle of the password, and then
+    quote a piece of it in their error.
+    """
     uri = raw.strip()
     if not uri.startswith(("mongodb://", "mongodb+srv://")) or len(uri) <= len("mongodb://"):
         msg = f"{name}={redact_uri(raw)!r} is not a MongoDB URI: use mongodb://host:port[/...]"
         raise ConfigError(msg)
+    authority = uri.partition("://")[2]
+    if "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+        raw_chars = sorted(set(userinfo) & set("/?#@")) or (
+            [":"] if userinfo.count(":") > 1 else []
+        )
+        if raw_chars:
+            msg = (
+                f"{name}={redact_uri(raw)!r}: the user name or password holds a raw "
+                f"{raw_chars[0]!r}; percent-encode both (urllib.parse.quote_plus)"
+            )
+            raise ConfigError(msg)
     return uri
 
 
@@ -261,11 +316,6 @@ def parse_log_level(name: str, raw: str) -> str:
     return level
 
 
-def redact_uri(uri: str) -> str:
-    """Hide the password of a ``scheme://user:password@host`` URI."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", uri)
-
-
 _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_KAFKA_BOOTSTRAP": ("kafka_bootstrap", parse_bootstrap),
     "WALKTHROUGHS_MESSAGES_TOPICS": ("messages_topics", parse_topics),
@@ -282,6 +332,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_STARTUP_TIMEOUT": ("startup_timeout", parse_duration),
     "WALKTHROUGHS_MONGO_ENABLED": ("mongo_enabled", parse_bool),
     "WALKTHROUGHS_MONGO_RETRY_LIMIT": ("mongo_retry_limit", parse_duration),
+    "WALKTHROUGHS_MONGO_TIMEOUT": ("mongo_timeout", parse_duration),
     "WALKTHROUGHS_LOG_LEVEL": ("log_level", parse_log_level),
 }
 
@@ -302,18 +353,30 @@ def _kafka_extra(environ: Mapping[str, str]) -> dict[str, str]:
         if prop in _RESERVED_KAFKA_PROPERTIES:
             msg = f"{name} sets {prop!r}, which the service manages itself"
             raise ConfigError(msg)
+        if prop in _KAFKA_INT_RANGES:
+            _check_int_range(name, value, *_KAFKA_INT_RANGES[prop])
         extra[prop] = value
     return extra
 
 
+def kafka_variable(prop: str) -> str:
+    """Return the ``WALKTHROUGHS_KAFKA_*`` variable that sets a librdkafka property."""
+    return KAFKA_PREFIX + "__".join(part.replace(".", "_") for part in prop.upper().split("_"))
+
+
+def _check_int_range(name: str, raw: str, least: int, greatest: int) -> None:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not least <= value <= greatest:
+        shown = "***" if is_secret_property(name) else repr(raw)
+        msg = f"{name}={shown} is out of range: use a whole number from {least} to {greatest}"
+        raise ConfigError(msg)
+
+
 def _is_topic(topic: str) -> bool:
     return bool(_TOPIC.fullmatch(topic)) and topic not in {".", ".."}
-
-
-def _check_positive(name: str, value: timedelta) -> None:
-    if value <= timedelta(0):
-        msg = f"{name} must be greater than zero"
-        raise ConfigError(msg)
 
 
 def _ns(value: timedelta) -> int:

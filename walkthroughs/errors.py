@@ -18,6 +18,13 @@ class ConfigError(WalkthroughsError):
     """A setting is missing or malformed; the message names the variable and the accepted form."""
 
 
+class StartupError(WalkthroughsError):
+    """The outside world is not as the settings say; the message names the setting to check.
+
+    A server unreachable within the start-up timeout, a topic missing, bad credentials.
+    """
+
+
 class DecodeError(WalkthroughsError):
     """An input record is bad: it goes to the dead-letter topic and is never retried.
 

@@ -6,7 +6,9 @@ Log with an event name and fields, never with values pasted into sentences::
 
 prints ``{"ts": "...", "level": "WARNING", "logger": "...", "event": "mongo_retry",
 "what": "write", "attempt": 3}``. Nothing secret is ever passed as a field: settings are logged
-through ``Settings.describe()``, which redacts them.
+through ``Settings.describe()``, which redacts them. Every line is also scrubbed of the
+process's known secrets (``redaction.scrub``) on its way out, so a library's own log record or
+an exception text that quotes a credential is cut as well.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from walkthroughs.redaction import scrub
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return scrub(orjson.dumps(entry, default=str).decode())
 
 
 def configure(level: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -140,17 +141,47 @@ def test_short_kafka_outage_is_ridden_out(
     assert_exact(deployment, sample)
 
 
+def _start_then_stop_mongo(
+    deployment: Deployment,
+    stack: object,
+    recovery: Path,
+    log: Path,
+    sample: traffic.Traffic,
+    **env: str,
+) -> subprocess.Popen[str]:
+    """Start the live dataflow with MongoDB up (start-up checks it), then stop MongoDB once the
+    inputs are being read, before the first walk-in is decided (hold 5 s)."""
+    proc = deployment.start(
+        *recovery_args(recovery, workers=2),
+        log=log,
+        WALKTHROUGHS_STOP_AT_END="0",
+        WALKTHROUGHS_HOLD="5s",
+        **env,
+    )
+    deployment.feed(sample)
+    wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # inputs are being read
+    stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
+    return proc
+
+
 def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
     deployment: Deployment, stack: object, tmp_path: Path
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=14, businesses=4, customers=600, start_ns=START_NS)
-    deployment.feed(sample)
-    stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
-    run = deployment.run(*recovery_args(recovery, workers=2), WALKTHROUGHS_MONGO_RETRY_LIMIT="3s")
-    assert run.returncode != 0
-    assert "mongo_retry" in run.stderr + run.stdout
-    assert "MongoDB unavailable for 3s" in run.stderr + run.stdout
+    log = tmp_path / "live.log"
+    proc = _start_then_stop_mongo(
+        deployment, stack, recovery, log, sample, WALKTHROUGHS_MONGO_RETRY_LIMIT="3s"
+    )
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode != 0
+    assert "mongo_retry" in text
+    assert "MongoDB unavailable for 3s" in text
     stack.up()  # type: ignore[attr-defined]
     final = deployment.run(*recovery_args(recovery, workers=2))
     assert final.returncode == 0, final.stderr
@@ -160,18 +191,19 @@ def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
 def test_mongo_outage_within_the_limit_is_ridden_out(
     deployment: Deployment, stack: object, tmp_path: Path
 ) -> None:
+    recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=15, businesses=4, customers=600, start_ns=START_NS)
-    deployment.feed(sample)
-    log = tmp_path / "run.log"
-    stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
-    proc = deployment.start("-w", "2", log=log, WALKTHROUGHS_STOP_AT_END="1")
+    log = tmp_path / "live.log"
+    expected_n = len(expected_walkthroughs(sample.events, WINDOW_NS))
+    proc = _start_then_stop_mongo(deployment, stack, recovery, log, sample)
     try:
         wait_for(lambda: "mongo_retry" in log.read_text())  # it noticed, and it is retrying
         stack.up()  # type: ignore[attr-defined]
-        assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+        wait_for(lambda: len(deployment.mongo()[0]) == expected_n, timeout_s=180)
+        assert proc.poll() is None, "the dataflow rode the outage out by itself"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
     assert_exact(deployment, sample)
 
 

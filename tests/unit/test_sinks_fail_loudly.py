@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pymongo import MongoClient
 
+from walkthroughs import stopping
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Attributed, Walkthrough
 from walkthroughs.sinks.kafka import KafkaOutput, walkthrough_record
@@ -25,6 +26,15 @@ def test_kafka_sink_raises_when_deliveries_fail() -> None:
         part.write_batch([("0001", Attributed(W, 0, False))])  # returns only once acknowledged
 
 
+def _unreachable_mongo(**kwargs: object) -> MongoOutput:
+    return MongoOutput(
+        "mongodb://127.0.0.1:1",
+        "db",
+        client_factory=lambda uri, timeout_s: MongoClient(uri, serverSelectionTimeoutMS=50),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 def test_mongo_sink_retries_with_backoff_then_raises() -> None:
     slept: list[float] = []
     now = [0.0]
@@ -33,14 +43,21 @@ def test_mongo_sink_retries_with_backoff_then_raises() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    sink = MongoOutput(
-        "mongodb://127.0.0.1:1",
-        "db",
-        retry_limit_s=3.0,
-        sleep=sleep,
-        monotonic=lambda: now[0],
-        client_factory=lambda uri: MongoClient(uri, serverSelectionTimeoutMS=50),
-    )
-    with pytest.raises(SinkUnavailableError, match="MongoDB unavailable for 3s during ensure_ind"):
-        sink.build_part("write", "mongo-00", None)
+    sink = _unreachable_mongo(retry_limit_s=3.0, sleep=sleep, monotonic=lambda: now[0])
+    part = sink.build_part("write", "mongo-00", None)
+    with pytest.raises(SinkUnavailableError, match="MongoDB unavailable for 3s during write_walk"):
+        part.write_batch([W])
     assert slept == [0.2, 0.4, 0.8, 1.6]  # capped exponential backoff, then give up
+
+
+def test_mongo_sink_stops_retrying_at_once_when_a_stop_is_requested() -> None:
+    slept: list[float] = []
+    sink = _unreachable_mongo(retry_limit_s=3600.0, sleep=slept.append)
+    part = sink.build_part("write", "mongo-00", None)
+    stopping.request()
+    try:
+        with pytest.raises(SinkUnavailableError, match="unavailable until a stop was requested"):
+            part.write_batch([W])
+    finally:
+        stopping.reset()
+    assert slept == []  # no backoff after the stop request: the first failure ends it

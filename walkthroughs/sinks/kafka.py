@@ -9,6 +9,11 @@ stops, and recovery replays it. At-least-once; downstream the latest record per 
 the truth. Every revision of a walk-in is produced by the worker owning its state shard, so they
 reach the topic in order.
 
+A dead letter too large for the DLQ topic (an input record a producer compressed past the
+limit) is cut to fit with a header saying so (``fit_record``): a bad record never stops the
+dataflow, not even on every restart. Walkthroughs always fit: ids are at most 1 KiB and start-up
+refuses an output topic that takes records smaller than ``startup.SMALLEST_RECORD_LIMIT``.
+
 Records are partitioned like the Java client does (murmur2 of the key), so consumers written with
 Kafka Streams can co-partition with the output topic. One producer per process and topic is
 shared by all the workers of a process (librdkafka producers are thread-safe).
@@ -20,17 +25,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from walkthroughs import failpoints, metrics
+from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import encode_walkthrough
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Attributed, DeadLetter
 
 log = logging.getLogger(__name__)
+_FLUSH_SLICE_S = 1.0  # a flush waits in slices of this, so that a stop request ends it
 X = TypeVar("X")
 Headers = list[tuple[str, str | bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers | None]  # key, value, headers
@@ -43,11 +49,20 @@ def walkthrough_record(item: Attributed) -> Record:
     return w.walkin_id.encode(), encode_walkthrough(w), None
 
 
+MAX_ERROR_BYTES = 4096
+"""An ``error`` header is cut to this size (a ``late`` error quotes ids; each is at most 1 KiB)."""
+_HEADER_OVERHEAD = 10  # per header: two length varints, with room to spare
+_FIT_SLACK = 256  # room for the headers that say what was cut
+
+
 def dead_letter_record(item: DeadLetter) -> Record:
     """DLQ record: the original key and bytes, with the reason and where they came from."""
     o = item.origin
+    error = item.error.encode()
+    if len(error) > MAX_ERROR_BYTES:
+        error = error[: MAX_ERROR_BYTES - 3] + b"..."
     headers: Headers = [
-        ("error", item.error.encode()),
+        ("error", error),
         ("source_topic", o.topic.encode()),
         ("source_partition", str(o.partition).encode()),
         ("source_offset", str(o.offset).encode()),
@@ -55,11 +70,39 @@ def dead_letter_record(item: DeadLetter) -> Record:
     return o.key, o.value, headers
 
 
+def fit_record(record: Record, limit: int) -> Record:
+    """Cut a record's value (and, if it alone is too large, its key) to fit in ``limit`` bytes.
+
+    The headers are kept whole, plus ``value_truncated`` / ``key_truncated`` holding the
+    original size in bytes (decimal), so a reader knows the bytes are a prefix.
+    """
+    key, value, headers = record
+    kept: Headers = list(headers or [])
+    header_bytes = sum(len(n) + len(v or b"") + _HEADER_OVERHEAD for n, v in kept)
+    room = max(0, limit - header_bytes - _FIT_SLACK)
+    key_size, value_size = len(key or b""), len(value or b"")
+    if key is not None and key_size > room // 2 and key_size + value_size > room:
+        key = key[: room // 2]
+        kept.append(("key_truncated", str(key_size).encode()))
+    value_room = room - len(key or b"")
+    if value is not None and value_size > value_room:
+        value = value[:value_room]
+        kept.append(("value_truncated", str(value_size).encode()))
+    return key, value, kept
+
+
 def producer_config(
-    kafka_config: Mapping[str, str], delivery_timeout_s: float
+    kafka_config: Mapping[str, str],
+    delivery_timeout_s: float,
+    max_record_bytes: int | None = None,
 ) -> dict[str, object]:
-    """Return the settings of our producers: durable, ordered, Java-compatible partitioning."""
-    return {
+    """Return the settings of our producers: durable, ordered, Java-compatible partitioning.
+
+    ``max_record_bytes`` (from ``startup.record_limit``) caps records and batches at what the
+    topic's broker accepts, so that an oversized record is refused by ``produce()`` itself, where
+    ``CheckedProducer`` can cut it, not by the broker after the batch was sent.
+    """
+    config: dict[str, object] = {
         "acks": "all",
         "enable.idempotence": True,
         "partitioner": "murmur2_random",
@@ -68,15 +111,30 @@ def producer_config(
         "message.timeout.ms": int(delivery_timeout_s * 1000),
         **kafka_config,
     }
+    if max_record_bytes is not None:
+        config["message.max.bytes"] = max_record_bytes
+        batch = int(str(config.get("batch.size", max_record_bytes)))
+        config["batch.size"] = min(batch, max_record_bytes)
+    return config
 
 
 class CheckedProducer:
     """A producer that remembers delivery failures until someone checks them."""
 
-    def __init__(self, config: dict[str, object], topic: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        config: dict[str, object],
+        topic: str,
+        timeout_s: float,
+        *,
+        cut_to_fit: bool = False,
+    ) -> None:
         self.producer = Producer(config)
         self.topic = topic
         self.timeout_s = timeout_s
+        limit = config.get("message.max.bytes")
+        # The size records are cut to (dead letters), if cutting is allowed on this topic.
+        self.max_record_bytes = int(str(limit)) if cut_to_fit and limit is not None else None
         self._lock = threading.Lock()
         self._failures: list[str] = []
         self.failed = False  # set once a failure was raised: the worker is going down
@@ -89,9 +147,16 @@ class CheckedProducer:
                 self._failures.append(f"{error} (partition {message.partition()})")
 
     def send(self, records: list[Record]) -> None:
-        """Hand records to the producer, waiting (within limits) while its queue is full."""
+        """Hand records to the producer, waiting (within limits) while its queue is full.
+
+        With ``cut_to_fit``, a record larger than the producer accepts (``message.max.bytes``,
+        which ``producer_config`` sets to the topic's limit) is cut (``fit_record``) rather
+        than stopping the worker on every restart; otherwise it fails the sink.
+        """
         deadline = time.monotonic() + self.timeout_s
-        for key, value, headers in records:
+        for record in records:
+            key, value, headers = record
+            cut = False
             while True:
                 try:
                     self.producer.produce(
@@ -100,23 +165,48 @@ class CheckedProducer:
                     break
                 except BufferError:  # local queue full: let deliveries drain, within limits
                     self.retries.inc()
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > deadline or stopping.requested():
                         self._fail(f"local queue stayed full for {self.timeout_s:.0f}s")
                     self.producer.poll(0.05)
+                except KafkaException as exc:
+                    error, limit = exc.args[0], self.max_record_bytes
+                    if cut or limit is None or error.code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                        self._fail(f"produce refused a record: {error.str()}")
+                    key, value, headers = fit_record(record, limit)
+                    cut = True
+                    log.warning(
+                        "record_cut_to_fit",
+                        extra={
+                            "fields": {
+                                "topic": self.topic,
+                                "key_bytes": len(record[0] or b""),
+                                "value_bytes": len(record[1] or b""),
+                                "limit": self.max_record_bytes,
+                            }
+                        },
+                    )
         self.producer.poll(0)  # serve delivery callbacks without waiting
 
     def confirm(self) -> None:
-        """Wait until everything sent so far is acknowledged, or raise."""
+        """Wait until everything sent so far is acknowledged, or raise.
+
+        Waits up to the delivery timeout, in slices, so that a stop request ends the wait: the
+        records of an epoch that is not committed are produced again by its replay.
+        """
         failpoints.hit("kafka.before_confirm")
-        remaining = self.producer.flush(self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s
+        remaining = self.producer.flush(min(self.timeout_s, _FLUSH_SLICE_S))
+        while remaining and time.monotonic() < deadline and not stopping.requested():
+            remaining = self.producer.flush(min(deadline - time.monotonic(), _FLUSH_SLICE_S))
         if remaining:
-            self._fail(f"{remaining} record(s) not acknowledged within {self.timeout_s:.0f}s")
+            why = "a stop was requested" if stopping.requested() else f"{self.timeout_s:.0f}s"
+            self._fail(f"{remaining} record(s) not acknowledged within {why}")
         with self._lock:
             failures, self._failures = self._failures, []
         if failures:
             self._fail(f"{len(failures)} delivery failure(s), first: {failures[0]}")
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str) -> NoReturn:
         msg = f"writing to Kafka topic {self.topic!r} failed: {why}; stopping so recovery replays"
         # Logged as well as raised: a multi-process Bytewax cluster may not print the traceback.
         log.error("kafka_sink_failed", extra={"fields": {"topic": self.topic, "reason": why}})
@@ -140,10 +230,13 @@ class KafkaOutput(DynamicSink[tuple[str, X]], Generic[X]):
         serialize: Serializer[X],
         *,
         delivery_timeout_s: float = 30.0,
+        max_record_bytes: int | None = None,
+        cut_to_fit: bool = False,
     ) -> None:
-        self._config = producer_config(kafka_config, delivery_timeout_s)
+        self._config = producer_config(kafka_config, delivery_timeout_s, max_record_bytes)
         self._topic = topic
         self._serialize = serialize
+        self._cut_to_fit = cut_to_fit
         # Wait as long as librdkafka keeps trying (a pass-through may have changed it).
         self._timeout_s = int(str(self._config["message.timeout.ms"])) / 1000
         # All workers of a process share this sink object, hence one producer per process.
@@ -154,7 +247,9 @@ class KafkaOutput(DynamicSink[tuple[str, X]], Generic[X]):
         """Attach the worker to this process's producer for the topic."""
         with self._lock:
             if self._producer is None:
-                self._producer = CheckedProducer(self._config, self._topic, self._timeout_s)
+                self._producer = CheckedProducer(
+                    self._config, self._topic, self._timeout_s, cut_to_fit=self._cut_to_fit
+                )
             return _KafkaWriter(self._producer, self._serialize)
 
 

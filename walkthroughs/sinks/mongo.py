@@ -20,25 +20,30 @@ unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$gr
   any number of times, in any state, converges to the collection grouped: nothing is
   double-counted, and a crash between the two steps is repaired by the replay. Counts never
   reach zero (walkthroughs are never deleted), so there are no zero-count documents.
-* **Outages.** Transient errors (network, election, server selection) are retried with bounded
-  exponential backoff; past ``retry_limit_s`` the sink raises ``SinkUnavailableError`` so the
-  worker stops and recovery replays, rather than dropping anything.
+* **Outages.** Transient errors (network, election, server selection, a reply that takes
+  longer than the request timeout) are retried with bounded exponential backoff; past
+  ``retry_limit_s``, or at once when the process is asked to stop, the sink raises
+  ``SinkUnavailableError`` so the worker stops and recovery replays, rather than dropping
+  anything.
+* **Bounded requests.** Upserts go in bulks of at most ``BULK_SIZE`` documents, so that one
+  request's reply comes well within the request timeout even from a slow server.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure
 
-from walkthroughs import failpoints, metrics
+from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Walkthrough
@@ -47,9 +52,13 @@ log = logging.getLogger(__name__)
 
 WALKTHROUGHS = "walkthroughs"
 COUNTS = "walkthrough_counts"
+BULK_SIZE = 500
+"""Documents per request: FerretDB writes ~100-250 a second, so a request of this size is
+answered within seconds, far inside the request timeout; MongoDB is barely slower at it."""
 SINK_PARTITIONS = 64
 """Fixed: partition names are part of the recovery format (their state is empty, though)."""
 Doc = dict[str, Any]
+T = TypeVar("T")
 Sleeper = Callable[[float], None]
 # Errors worth retrying: the server or the network is away for a while.
 TRANSIENT = (AutoReconnect, ConnectionFailure)
@@ -100,18 +109,20 @@ def write_walkthroughs(db: Database[Doc], walkthroughs: Iterable[Walkthrough]) -
             best[w.walkin_id] = w
     if not best:
         return 0
+    ids = list(best)
     stored = {
         d["_id"]: (d.get("message_sent_at_ns", -1), d.get("message_id", ""))
+        for chunk in _chunks(ids)
         for d in db[WALKTHROUGHS].find(
-            {"_id": {"$in": list(best)}}, {"message_sent_at_ns": 1, "message_id": 1}
+            {"_id": {"$in": chunk}}, {"message_sent_at_ns": 1, "message_id": 1}
         )
     }
     changed = [
         w for w in best.values() if w.walkin_id not in stored or _rank(w) > stored[w.walkin_id]
     ]
-    if changed:
+    for chunk in _chunks(changed):
         db[WALKTHROUGHS].bulk_write(
-            [ReplaceOne({"_id": w.walkin_id}, to_mongo_doc(w), upsert=True) for w in changed],
+            [ReplaceOne({"_id": w.walkin_id}, to_mongo_doc(w), upsert=True) for w in chunk],
             ordered=False,
         )
     failpoints.hit("mongo.between_writes")
@@ -119,6 +130,11 @@ def write_walkthroughs(db: Database[Doc], walkthroughs: Iterable[Walkthrough]) -
     # between the upserts and the recount must still repair the counts.
     _recount(db, {(w.business_id, w.local_date) for w in best.values()})
     return len(changed)
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    """Consecutive slices of at most ``BULK_SIZE`` items: one request each."""
+    return (items[i : i + BULK_SIZE] for i in range(0, len(items), BULK_SIZE))
 
 
 def _rank(w: Walkthrough) -> tuple[int, str]:
@@ -156,12 +172,20 @@ def _recount(db: Database[Doc], pairs: set[tuple[str, str]]) -> None:
         for (b, d), by in sorted(counts.items())
         if by  # a pair with no document yet (impossible after the upserts) gets no zero count
     ]
-    if ops:
-        db[COUNTS].bulk_write(ops, ordered=False)
+    for chunk in _chunks(ops):
+        db[COUNTS].bulk_write(chunk, ordered=False)
 
 
 class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
-    """Walkthroughs keyed by ``business_id`` into ``SINK_PARTITIONS`` single-writer partitions."""
+    """Walkthroughs keyed by ``business_id`` into ``SINK_PARTITIONS`` single-writer partitions.
+
+    All partitions of a process share one client (pymongo clients are thread-safe and pool their
+    connections), closed when the last partition closes. Every request waits at most
+    ``request_timeout_s`` for the server's reply, so a stalled server fails a call instead of
+    holding the worker: the call is retried, for up to ``retry_limit_s``, and a stop request
+    (``stopping``) ends the retrying at once. Indexes are ensured once, at start-up
+    (``startup.check_mongo``).
+    """
 
     def __init__(
         self,
@@ -169,16 +193,21 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         database: str,
         *,
         retry_limit_s: float = 120.0,
-        sleep: Sleeper = time.sleep,
+        request_timeout_s: float = 20.0,
+        sleep: Sleeper = stopping.wait,
         monotonic: Callable[[], float] = time.monotonic,
-        client_factory: Callable[[str], MongoClient[Doc]] | None = None,
+        client_factory: Callable[[str, float], MongoClient[Doc]] | None = None,
     ) -> None:
         self._uri = uri
         self._database = database
         self._retry_limit_s = retry_limit_s
+        self._request_timeout_s = request_timeout_s
         self._sleep = sleep
         self._monotonic = monotonic
         self._client_factory = client_factory or _client
+        self._lock = threading.Lock()
+        self._client: MongoClient[Doc] | None = None
+        self._open_parts = 0
 
     def list_parts(self) -> list[str]:
         """Every worker can write every partition; Bytewax gives each to exactly one."""
@@ -189,62 +218,45 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         return zlib.crc32(item_key.encode())
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MongoWriter:
-        """Connect (and fail fast if the server is unreachable)."""
-        client = self._client_factory(self._uri)
-        db = client[self._database]
-        writer = _MongoWriter(client, db, self._retry_limit_s, self._sleep, self._monotonic)
-        writer.with_retries("ensure_indexes", lambda: ensure_indexes(db))
-        return writer
+        """Attach the partition to the process's client (connections are made on first use)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory(self._uri, self._request_timeout_s)
+            self._open_parts += 1
+            client = self._client
+        retrying = Retrying(self._retry_limit_s, self._sleep, self._monotonic)
+        return _MongoWriter(client[self._database], retrying, self._release)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._open_parts -= 1
+            if self._open_parts == 0 and self._client is not None:
+                self._client.close()
+                self._client = None
 
 
-def _client(uri: str) -> MongoClient[Doc]:
-    return MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True)
+def _client(uri: str, request_timeout_s: float) -> MongoClient[Doc]:
+    timeout_ms = int(request_timeout_s * 1000)
+    return MongoClient(
+        uri,
+        serverSelectionTimeoutMS=min(5000, timeout_ms),
+        connectTimeoutMS=min(5000, timeout_ms),
+        socketTimeoutMS=timeout_ms,
+        tz_aware=True,
+    )
 
 
-class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
-    """Writes each batch Bytewax hands over before returning.
+class Retrying:
+    """Runs idempotent actions, retrying transient errors with capped exponential backoff."""
 
-    Synchronous on purpose: a write must be in MongoDB before Bytewax can commit the epoch that
-    produced it, and ``write_batch`` returning is the only point Bytewax 0.21 is known to order
-    before the commit (buffering until ``snapshot()`` lost writes under ``kill -9`` in our
-    crash test).
-    """
-
-    def __init__(
-        self,
-        client: MongoClient[Doc],
-        db: Database[Doc],
-        retry_limit_s: float,
-        sleep: Sleeper,
-        monotonic: Callable[[], float],
-    ) -> None:
-        self._client = client
-        self._db = db
-        self._retry_limit_s = retry_limit_s
+    def __init__(self, limit_s: float, sleep: Sleeper, monotonic: Callable[[], float]) -> None:
+        self._limit_s = limit_s
         self._sleep = sleep
         self._monotonic = monotonic
 
-    def write_batch(self, values: list[Walkthrough]) -> None:
-        metrics.SINK_BATCH_SIZE.labels("mongo").observe(len(values))
-        started = time.monotonic()
-        written = self.with_retries(
-            "write_walkthroughs", lambda: write_walkthroughs(self._db, values)
-        )
-        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-        log.debug(
-            "mongo_batch",
-            extra={"fields": {"count": len(values), "written": written, "elapsed_ms": elapsed_ms}},
-        )
-
-    def snapshot(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self._client.close()
-
-    def with_retries(self, what: str, action: Callable[[], Any]) -> Any:
-        """Run an idempotent action, retrying transient errors with capped backoff."""
-        deadline = self._monotonic() + self._retry_limit_s
+    def __call__(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action``; retry it on network errors, within the limit and until a stop."""
+        deadline = self._monotonic() + self._limit_s
         delay = 0.2
         attempt = 0
         while True:
@@ -252,10 +264,12 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
             try:
                 return action()
             except TRANSIENT as exc:
-                if self._monotonic() + delay > deadline:
+                stop = stopping.requested()
+                if stop or self._monotonic() + delay > deadline:
+                    why = "until a stop was requested" if stop else f"for {self._limit_s:.0f}s"
                     msg = (
-                        f"MongoDB unavailable for {self._retry_limit_s:.0f}s during {what} "
-                        f"({attempt} attempts): {type(exc).__name__}; stopping so recovery replays"
+                        f"MongoDB unavailable {why} during {what} ({attempt} attempts): "
+                        f"{type(exc).__name__}; stopping so recovery replays"
                     )
                     log.error(
                         "mongo_sink_failed", extra={"fields": {"what": what, "attempts": attempt}}
@@ -275,5 +289,35 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
                 )
                 self._sleep(delay)
                 delay = min(delay * 2, 10.0)
-            except (OperationFailure, PyMongoError):
-                raise  # not transient: a bug or a misconfiguration, crash loudly
+
+
+class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
+    """Writes each batch Bytewax hands over before returning.
+
+    Synchronous on purpose: a write must be in MongoDB before Bytewax can commit the epoch that
+    produced it, and ``write_batch`` returning is the only point Bytewax 0.21 is known to order
+    before the commit (buffering until ``snapshot()`` lost writes under ``kill -9`` in our
+    crash test). Errors that are not transient (a bug, a misconfiguration) are not retried: they
+    crash the worker loudly.
+    """
+
+    def __init__(self, db: Database[Doc], retrying: Retrying, release: Callable[[], None]) -> None:
+        self._db = db
+        self._retrying = retrying
+        self._release = release
+
+    def write_batch(self, values: list[Walkthrough]) -> None:
+        metrics.SINK_BATCH_SIZE.labels("mongo").observe(len(values))
+        started = time.monotonic()
+        written = self._retrying("write_walkthroughs", lambda: write_walkthroughs(self._db, values))
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        log.debug(
+            "mongo_batch",
+            extra={"fields": {"count": len(values), "written": written, "elapsed_ms": elapsed_ms}},
+        )
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._release()

@@ -58,9 +58,17 @@ def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
 
 
 def list_partitions(
-    kafka_config: Mapping[str, str], topics: Sequence[str], timeout_s: float
+    kafka_config: Mapping[str, str],
+    topics: Sequence[str],
+    timeout_s: float,
+    *,
+    roles: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
-    """Return the partition count of each topic, or raise ``SourceError`` saying what is wrong."""
+    """Return the partition count of each topic, or raise ``SourceError`` saying what is wrong.
+
+    ``roles`` names each topic in the error ("output topic (WALKTHROUGHS_OUTPUT_TOPIC)");
+    topics without one are input topics.
+    """
     consumer = Consumer(consumer_config(kafka_config))
     try:
         meta = consumer.list_topics(timeout=timeout_s)
@@ -78,7 +86,8 @@ def list_partitions(
         found = meta.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             why = found.error if found is not None and found.error else "it does not exist"
-            msg = f"input topic {topic!r} cannot be read: {why} (create it, or fix the setting)"
+            role = (roles or {}).get(topic, "input topic")
+            msg = f"{role} {topic!r} cannot be used: {why} (create it, or fix the setting)"
             raise SourceError(msg)
         counts[topic] = len(found.partitions)
     return counts

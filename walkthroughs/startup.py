@@ -1,0 +1,203 @@
+"""Start-up checks of the outside world, before a single record is read.
+
+A setting can parse and still be wrong: a Kafka client property librdkafka rejects, a topic that
+does not exist, a topic whose records are too small for our outputs, a MongoDB that does not
+answer or refuses the credentials. Each is found here, within ``WALKTHROUGHS_STARTUP_TIMEOUT``,
+and raised as one ``StartupError`` (or ``ConfigError``) line naming the variable to fix: never
+a traceback, and never after the first walkthrough. ``doctor`` runs the same checks and prints
+their messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from walkthroughs.config import Settings, kafka_variable
+from walkthroughs.errors import ConfigError, StartupError
+from walkthroughs.redaction import redact_uri, scrub
+from walkthroughs.sinks.kafka import producer_config
+from walkthroughs.sinks.mongo import Doc, ensure_indexes
+from walkthroughs.sources.kafka import consumer_config, list_partitions
+
+LIBRDKAFKA_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+SMALLEST_RECORD_LIMIT = 16 * 1024
+"""Output and DLQ topics must accept records of at least this size: a walkthrough of ids at the
+longest allowed (``codec.MAX_ID_BYTES``) is ~7.5 KiB, a dead letter's headers ~6 KiB."""
+_BATCH_OVERHEAD = 1024  # record batch framing, with room to spare
+_AUTHENTICATION_FAILED = 18
+_UNAUTHORIZED = 13
+_PROPERTY = re.compile(r'property:? "([^"]+)"')
+
+
+@dataclass(frozen=True)
+class KafkaFacts:
+    """What start-up learnt of the cluster: input partitions, the record limits of outputs."""
+
+    partitions: Mapping[str, int]
+    record_limits: Mapping[str, int]  # output and DLQ topic -> the largest record to produce
+
+
+def topic_roles(settings: Settings) -> dict[str, str]:
+    """Name each topic of the service with its role and the variable that sets it."""
+    roles = dict.fromkeys(settings.messages_topics, "input topic (WALKTHROUGHS_MESSAGES_TOPICS)")
+    roles |= dict.fromkeys(settings.walkins_topics, "input topic (WALKTHROUGHS_WALKINS_TOPICS)")
+    roles[settings.output_topic] = "output topic (WALKTHROUGHS_OUTPUT_TOPIC)"
+    roles[settings.dlq_topic] = "dead-letter topic (WALKTHROUGHS_DLQ_TOPIC)"
+    return roles
+
+
+def check_kafka(settings: Settings) -> KafkaFacts:
+    """Check the client settings, the cluster, every topic and the outputs' record limits.
+
+    Raises:
+        ConfigError: librdkafka rejects a ``WALKTHROUGHS_KAFKA_*`` setting.
+        StartupError: the cluster is unreachable, a topic is missing, or an output topic takes
+            records too small for what the service writes.
+    """
+    kafka = settings.kafka_config()
+    check_kafka_clients(kafka)
+    timeout_s = settings.startup_timeout.total_seconds()
+    roles = topic_roles(settings)
+    partitions = list_partitions(kafka, list(roles), timeout_s, roles=roles)
+    outputs = (settings.output_topic, settings.dlq_topic)
+    limits = {
+        topic: record_limit(kafka, topic_max)
+        for topic, topic_max in topic_max_bytes(kafka, outputs, timeout_s).items()
+    }
+    for topic, limit in limits.items():
+        if limit < SMALLEST_RECORD_LIMIT:
+            msg = (
+                f"{roles[topic]} {topic!r} takes records of at most {limit} bytes (its "
+                "max.message.bytes, or WALKTHROUGHS_KAFKA_MESSAGE_MAX_BYTES): the service needs "
+                f"at least {SMALLEST_RECORD_LIMIT}"
+            )
+            raise StartupError(msg)
+    return KafkaFacts(partitions, limits)
+
+
+def check_kafka_clients(kafka: Mapping[str, str]) -> None:
+    """Build the service's three kinds of Kafka client: librdkafka checks every property then."""
+    makers: list[tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]] = [
+        (Producer, producer_config(kafka, delivery_timeout_s=30)),
+        (Consumer, consumer_config(kafka)),
+        (AdminClient, dict(kafka)),
+    ]
+    for make, config in makers:
+        try:
+            client = make(config)
+        except KafkaException as exc:
+            raise ConfigError(_client_setting_error(kafka, exc)) from exc
+        if isinstance(client, Consumer):
+            client.close()
+
+
+def _client_setting_error(kafka: Mapping[str, str], exc: KafkaException) -> str:
+    error = exc.args[0]
+    text = scrub(error.str() if hasattr(error, "str") else str(error)).strip()
+    found = _PROPERTY.search(text)
+    prop = found.group(1) if found else None
+    if prop == "bootstrap.servers":
+        return f"WALKTHROUGHS_KAFKA_BOOTSTRAP is rejected by the Kafka client: {text}"
+    if prop is not None and prop in kafka:
+        return f"{kafka_variable(prop)} is rejected by the Kafka client: {text}"
+    given = sorted(kafka_variable(p) for p in kafka if p != "bootstrap.servers")
+    return (
+        f"a WALKTHROUGHS_KAFKA_* setting is rejected by the Kafka client: {text}"
+        f" (set: {', '.join(given) or 'none'})"
+    )
+
+
+def topic_max_bytes(
+    kafka: Mapping[str, str], topics: tuple[str, ...], timeout_s: float
+) -> dict[str, int]:
+    """Return each topic's ``max.message.bytes`` (the broker's limit on a record batch)."""
+    admin = AdminClient(dict(kafka))
+    resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
+    found: dict[str, int] = {}
+    try:
+        for resource, future in admin.describe_configs(
+            resources, request_timeout=timeout_s
+        ).items():
+            entries = future.result(timeout=timeout_s)
+            found[resource.name] = int(entries["max.message.bytes"].value)
+    except KafkaException as exc:
+        msg = f"cannot read the configuration of topics {', '.join(topics)}: {scrub(str(exc))}"
+        raise StartupError(msg) from exc
+    return found
+
+
+def record_limit(kafka: Mapping[str, str], topic_max_message_bytes: int) -> int:
+    """Return the largest record (key, value and headers) our producers may send to a topic.
+
+    The producer refuses a record above its ``message.max.bytes``; the broker refuses a batch
+    above the topic's ``max.message.bytes`` after compression, and lz4 can grow incompressible
+    bytes by 1/255 plus framing. Our producers batch at most this many bytes too.
+    """
+    producer_max = int(kafka.get("message.max.bytes", LIBRDKAFKA_MAX_MESSAGE_BYTES))
+    broker_max = (topic_max_message_bytes - _BATCH_OVERHEAD) * 255 // 256
+    return min(producer_max, broker_max)
+
+
+def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
+    """Ping MongoDB, authenticate and ensure the indexes, within the start-up timeout.
+
+    ``ensure=False`` (``doctor``) only pings and authenticates: it changes nothing.
+
+    Raises:
+        StartupError: the URI is unusable, the server does not answer, the credentials are
+            refused, or the user may not create the indexes; the message names
+            ``WALKTHROUGHS_MONGO_URI`` and never holds its password.
+    """
+    shown = redact_uri(settings.mongo_uri)
+    timeout_ms = int(settings.startup_timeout.total_seconds() * 1000)
+    where = f"WALKTHROUGHS_MONGO_URI={shown!r}"
+    try:
+        client: MongoClient[Doc] = MongoClient(
+            settings.mongo_uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
+            connect=False,
+        )
+    except (ConfigurationError, ValueError, TypeError) as exc:
+        msg = f"{where} is not usable: {scrub(str(exc)).splitlines()[0]}"
+        raise StartupError(msg) from exc
+    try:
+        client.admin.command("ping")  # authenticates when the URI carries credentials
+        if ensure:
+            ensure_indexes(client[settings.mongo_db])
+    except OperationFailure as exc:
+        if exc.code == _AUTHENTICATION_FAILED:
+            msg = f"{where}: authentication failed (check the user, password and authSource)"
+        elif exc.code == _UNAUTHORIZED:
+            msg = f"{where}: the user may not create indexes in {settings.mongo_db!r}"
+        else:
+            msg = f"{where}: MongoDB refused the start-up checks: {_first_line(exc)}"
+        raise StartupError(msg) from exc
+    except PyMongoError as exc:
+        seconds = settings.startup_timeout.total_seconds()
+        msg = (
+            f"cannot reach MongoDB at {shown} within {seconds:.0f}s "
+            f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {type(exc).__name__}"
+        )
+        raise StartupError(msg) from exc
+    finally:
+        client.close()
+
+
+def _first_line(exc: PyMongoError) -> str:
+    details = getattr(exc, "details", None)
+    text = details.get("errmsg", str(exc)) if isinstance(details, dict) else str(exc)
+    return scrub(str(text)).splitlines()[0]
