@@ -266,27 +266,66 @@ def start_kafka() -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_ferretdb() -> subprocess.Popen[bytes]:
-    binary = ferretdb_binary()
-    home = STACK_DIR / "ferretdb"
-    data = home / "data"
+def ferretdb_command(data: Path, port: int, *extra: str) -> list[str]:
+    """The FerretDB command line serving the SQLite folder ``data`` on ``port``."""
     data.mkdir(parents=True, exist_ok=True)
-    proc = spawn(
-        FERRETDB,
-        [
-            str(binary),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data}/",
-            f"--listen-addr={HOST}:{MONGO_PORT}",
-            "--state-dir=-",
-            "--debug-addr=-",
-            "--telemetry=disable",
-            "--log-level=warn",
-        ],
-        cwd=home,
-    )
+    return [
+        str(ferretdb_binary()),
+        "--handler=sqlite",
+        f"--sqlite-url=file:{data}/",
+        f"--listen-addr={HOST}:{port}",
+        "--state-dir=-",
+        "--debug-addr=-",
+        "--telemetry=disable",
+        "--log-level=warn",
+        *extra,
+    ]
+
+
+def start_ferretdb() -> subprocess.Popen[bytes]:
+    home = STACK_DIR / "ferretdb"
+    proc = spawn(FERRETDB, ferretdb_command(home / "data", MONGO_PORT), cwd=home)
     log(f"ferretdb started (pid {proc.pid}), waiting for it to answer on {HOST}:{MONGO_PORT}")
     return proc
+
+
+def start_ferretdb_with_auth(
+    home: Path, port: int, user: str, password: str
+) -> subprocess.Popen[bytes]:
+    """Start a second FerretDB that requires SCRAM credentials (for the tests of bad
+    credentials); the caller owns the process. Returns once it answers ``ping``."""
+    cmd = ferretdb_command(
+        home / "data",
+        port,
+        "--test-enable-new-auth",
+        "--setup-database=admin",
+        f"--setup-username={user}",
+        f"--setup-password={password}",
+    )
+    with (home / "ferretdb.log").open("ab") as logf:
+        proc = subprocess.Popen(cmd, cwd=home, stdout=logf, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise StackError(f"ferretdb with auth did not start on {port}")
+        time.sleep(0.1)
+    return proc
+
+
+def pause(server: Server) -> None:
+    """Freeze a running server (SIGSTOP): it keeps its sockets but answers nothing."""
+    pid = server.running_pid()
+    if pid is None:
+        raise StackError(f"{server.name} is not running")
+    os.killpg(pid, signal.SIGSTOP)
+
+
+def resume(server: Server) -> None:
+    """Let a server frozen by ``pause`` run again (SIGCONT)."""
+    pid = server.running_pid()
+    if pid is not None:
+        os.killpg(pid, signal.SIGCONT)
 
 
 # ---------------------------------------------------------------------------------------------

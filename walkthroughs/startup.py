@@ -28,7 +28,7 @@ from walkthroughs.config import Settings, kafka_variable
 from walkthroughs.errors import ConfigError, StartupError
 from walkthroughs.redaction import redact_uri, scrub
 from walkthroughs.sinks.kafka import producer_config
-from walkthroughs.sinks.mongo import Doc, ensure_indexes
+from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes
 from walkthroughs.sources.kafka import consumer_config, list_partitions
 
 LIBRDKAFKA_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's default message.max.bytes
@@ -153,7 +153,7 @@ def record_limit(kafka: Mapping[str, str], topic_max_message_bytes: int) -> int:
 def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
     """Ping MongoDB, authenticate and ensure the indexes, within the start-up timeout.
 
-    ``ensure=False`` (``doctor``) only pings and authenticates: it changes nothing.
+    ``ensure=False`` (``doctor``) reads the index list instead: it changes nothing.
 
     Raises:
         StartupError: the URI is unusable, the server does not answer, the credentials are
@@ -171,18 +171,24 @@ def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
             socketTimeoutMS=timeout_ms,
             connect=False,
         )
-    except (ConfigurationError, ValueError, TypeError) as exc:
+    except (ConfigurationError, ValueError, TypeError, OSError) as exc:  # OSError: TLS files
         msg = f"{where} is not usable: {scrub(str(exc)).splitlines()[0]}"
         raise StartupError(msg) from exc
     try:
         client.admin.command("ping")  # authenticates when the URI carries credentials
+        db = client[settings.mongo_db]
         if ensure:
-            ensure_indexes(client[settings.mongo_db])
+            ensure_indexes(db)
+        else:  # a read that needs the same authorization, and changes nothing
+            db[WALKTHROUGHS].index_information()
     except OperationFailure as exc:
         if exc.code == _AUTHENTICATION_FAILED:
             msg = f"{where}: authentication failed (check the user, password and authSource)"
         elif exc.code == _UNAUTHORIZED:
-            msg = f"{where}: the user may not create indexes in {settings.mongo_db!r}"
+            msg = (
+                f"{where}: the user is not authorized on database {settings.mongo_db!r} "
+                "(it must read and write it, and create indexes)"
+            )
         else:
             msg = f"{where}: MongoDB refused the start-up checks: {_first_line(exc)}"
         raise StartupError(msg) from exc

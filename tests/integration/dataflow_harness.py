@@ -105,6 +105,21 @@ class Deployment:
             check=False,
         )
 
+    def cli(
+        self, *args: str, timeout_s: float = 120, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m walkthroughs ARGS`` with this deployment's settings (wide output:
+        a table cell wrapped over two lines would hide what a test greps for)."""
+        return subprocess.run(
+            [sys.executable, "-m", "walkthroughs", *args],
+            cwd=REPO,
+            env={**self.env(**env), "COLUMNS": "1000"},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
     def start(self, *args: str, log: Path | None = None, **env: str) -> subprocess.Popen[str]:
         """Start the dataflow in the background; its output goes to ``log`` (or a pipe)."""
         out = log.open("w") if log is not None else subprocess.PIPE
