@@ -160,11 +160,11 @@ def split_customer_key(key: CustomerKey) -> tuple[str, str]:
     return ids[:n], ids[n:]
 
 
-def shard_of(business_id: str, customer_id: str) -> str:
-    """Return the state key of a customer: stable across processes, runs and machines.
+def customer_hash(business_id: str, customer_id: str) -> int:
+    """Return a 32-bit hash of a customer, stable across processes, runs and machines.
 
     crc32 of ``<len(business) in bytes>:<business><customer>`` (UTF-8); the business part is
-    computed once per business (crc32 chains), and the shard names are made once.
+    computed once per business (crc32 chains).
     """
     prefix = _BUSINESS_CRC.get(business_id)
     if prefix is None:
@@ -172,7 +172,17 @@ def shard_of(business_id: str, customer_id: str) -> str:
             _BUSINESS_CRC.clear()
         b = business_id.encode()
         prefix = _BUSINESS_CRC[business_id] = crc32(b"%d:%s" % (len(b), b))
-    return _SHARD_NAMES[crc32(customer_id.encode(), prefix) % STATE_SHARDS]
+    return crc32(customer_id.encode(), prefix)
+
+
+def shard_of(business_id: str, customer_id: str) -> str:
+    """Return the state key of a customer (``customer_hash`` over the shards, names made once)."""
+    return _SHARD_NAMES[customer_hash(business_id, customer_id) % STATE_SHARDS]
+
+
+def id_shard(walkin_id: str) -> str:
+    """Return the state key of a walk-in id in the ``claims`` registry (crc32 of its UTF-8)."""
+    return _SHARD_NAMES[crc32(walkin_id.encode()) % STATE_SHARDS]
 
 
 _SHARD_NAMES = tuple(f"{i:04d}" for i in range(STATE_SHARDS))

@@ -1,7 +1,9 @@
 """The dataflow: Bytewax wiring only. Every decision is made in ``codec`` and ``attribution``.
 
-    read_inputs -> decode -> split_bad_records -> attribute (per shard) -> split_late
-        -> write_walkthroughs (Kafka) + write_mongo (by business)      bad + late -> write_dlq
+    read_inputs -> decode -> split_bad_records -> split_walkins
+        walk-ins -> claim_walkin_ids (per id shard) -> split_reused -> key_by_customer
+        + messages -> attribute (per customer shard) -> split_late
+        -> write_walkthroughs (Kafka) + write_mongo (by business)   bad, reused, late -> write_dlq
 
 Step ids are part of the recovery format: never rename a stateful or input step without a
 migration plan.
@@ -26,8 +28,11 @@ from walkthroughs.attribution import (
     Rules,
     Shard,
     ShardSnapshot,
+    customer_hash,
+    id_shard,
     shard_of,
 )
+from walkthroughs.claims import Claims, reused
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import (
@@ -35,6 +40,7 @@ from walkthroughs.schema import (
     DeadLetter,
     MessageEvent,
     Origin,
+    Reason,
     WalkInEvent,
     Walkthrough,
 )
@@ -72,21 +78,32 @@ def build_flow(
             metrics.DEAD_LETTERS.labels(decoded.reason.value).inc()
             return _by_source(decoded), decoded
         event = decoded[0]
+        if isinstance(event, WalkInEvent):  # to the registry of its id first
+            return id_shard(event.walkin_id), decoded
         return shard_of(event.business_id, event.customer_id), decoded
 
     def build_logic(resume: object | None) -> AttributeLogic:
         shard = Shard.resumed(resume) if resume is not None else Shard()
         return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
+    def build_claims(resume: object | None) -> ClaimLogic:
+        claims = Claims.resumed(resume) if resume is not None else Claims()
+        return ClaimLogic(claims, rules.lateness_ns, now_getter)
+
     flow = Dataflow("walkthroughs")
     raw: Stream[Origin] = op.input("read_inputs", flow, source)
     decoded = op.map("decode", raw, decode)  # (shard, (event, origin)) | (source, DeadLetter)
     checked = op.branch("split_bad_records", decoded, _holds_dead_letter)
     good = cast(Stream[tuple[str, Event]], checked.falses)
-    results = op.stateful_batch("attribute", good, build_logic)  # (shard, Output)
+    kinds = op.branch("split_walkins", good, _holds_walkin)
+    claimed = op.stateful_batch("claim_walkin_ids", kinds.trues, build_claims)
+    reuse = op.branch("split_reused", claimed, _holds_dead_letter)
+    walkins = op.map("key_by_customer", cast(Stream[tuple[str, Event]], reuse.falses), _by_customer)
+    events = op.merge("merge_events", kinds.falses, walkins)  # (customer shard, (event, origin))
+    results = op.stateful_batch("attribute", events, build_logic)  # (shard, Output)
     late = op.branch("split_late", results, _holds_dead_letter)
     attributed = cast(Stream[tuple[str, Attributed]], late.falses)
-    dead = op.merge("merge_dead_letters", checked.trues, late.trues)
+    dead = op.merge("merge_dead_letters", checked.trues, reuse.trues, late.trues)
     op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
     op.output("write_walkthroughs", attributed, sinks.walkthroughs)
     if sinks.mongo is not None:
@@ -177,8 +194,59 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
         return out
 
 
+class ClaimLogic(StatefulBatchLogic[Event, Event | DeadLetter, dict[str, int]]):
+    """Adapter from Bytewax's stateful callbacks to one ``Claims`` shard of walk-in ids."""
+
+    def __init__(self, claims: Claims, keep_ns: int, now: NowGetter) -> None:
+        self._claims = claims
+        self._keep_ns = keep_ns
+        self._now = now
+
+    def on_batch(self, values: list[Event]) -> tuple[list[Event | DeadLetter], bool]:
+        """Pass each walk-in on to its customer, or dead-letter it if its id is another's."""
+        now = self._now()
+        claim = self._claims.claim
+        out: list[Event | DeadLetter] = []
+        for item in values:
+            walkin = cast(WalkInEvent, item[0])
+            owner = customer_hash(walkin.business_id, walkin.customer_id)
+            if claim(walkin.walkin_id, owner, now, self._keep_ns):
+                out.append(item)
+            else:
+                metrics.DEAD_LETTERS.labels(Reason.WALKIN_ID_REUSED.value).inc()
+                out.append(reused(item[1], walkin.walkin_id))
+        return out, False
+
+    def on_notify(self) -> tuple[list[Event | DeadLetter], bool]:
+        """Forget the claims that expired; discard the shard once none is left."""
+        self._claims.sweep(self._now())
+        return [], not len(self._claims)
+
+    def on_eof(self) -> tuple[list[Event | DeadLetter], bool]:
+        """Keep the claims: a later run with recovery still needs them."""
+        return [], False
+
+    def notify_at(self) -> datetime | None:
+        """Wake for the next sweep."""
+        due = self._claims.next_sweep_ns()
+        return None if due is None else datetime.fromtimestamp(due / NS, UTC)
+
+    def snapshot(self) -> dict[str, int]:
+        """Return the claims as of now (a copy: later batches cannot alter it)."""
+        return self._claims.snapshot()
+
+
 def _holds_dead_letter(item: tuple[str, object]) -> bool:
     return isinstance(item[1], DeadLetter)
+
+
+def _holds_walkin(item: tuple[str, Event]) -> bool:
+    return isinstance(item[1][0], WalkInEvent)
+
+
+def _by_customer(item: tuple[str, Event]) -> tuple[str, Event]:
+    walkin = item[1][0]
+    return shard_of(walkin.business_id, walkin.customer_id), item[1]
 
 
 def _by_source(dead: DeadLetter) -> str:

@@ -38,6 +38,7 @@ class Reason(StrEnum):
     INVALID_CHANNEL = "invalid channel"
     INVALID_TIMEZONE = "invalid timezone"
     ID_TOO_LONG = "id too long"
+    WALKIN_ID_REUSED = "walkin_id reused"
     LATE = "late"
 
 

@@ -154,7 +154,8 @@ class Deployment:
         db = client[self.name]
         docs = sorted(db[WALKTHROUGHS].find({}), key=lambda d: d["_id"])
         counts = sorted(
-            db[COUNTS].find({}, {"_id": 0}), key=lambda d: (d["business_id"], d["date"])
+            db[COUNTS].find({}, {"_id": 0, "version": 0}),
+            key=lambda d: (d["business_id"], d["date"]),
         )
         client.close()
         return docs, counts

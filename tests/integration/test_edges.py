@@ -19,15 +19,18 @@ from tests.conftest import MONGO_URI
 from tests.integration.conftest import localstack
 from tests.integration.dataflow_harness import (
     START_NS,
+    WINDOW_NS,
     Deployment,
     assert_exact,
+    expected_counts,
     free_ports,
     init_recovery,
     recovery_args,
     wait_for,
 )
+from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
-from walkthroughs.codec import encode_message, encode_walkin
+from walkthroughs.codec import encode_message, encode_walkin, to_mongo_doc
 from walkthroughs.schema import MessageEvent, WalkInEvent
 from walkthroughs.topics import Record, ensure_topics
 
@@ -336,3 +339,77 @@ def test_a_bad_setting_fails_at_startup_in_one_line_naming_it(
     finally:
         admin = AdminClient(deployment.kafka)
         admin.delete_topics([small])[small].result(timeout=30)
+
+
+# --- one walk-in id under two customers ------------------------------------------------------
+
+
+def reused_ids(n: int) -> tuple[list[object], list[object]]:
+    """``n`` ids, each used by a walk-in of (b-first, c-i) and then of (b-second, c-i), both
+    credited by a message of their own customer."""
+    at = START_NS + traffic.DAY
+    first: list[object] = []
+    second: list[object] = []
+    for i in range(n):
+        for events, business, channel in ((first, "b-first", 1), (second, "b-second", 2)):
+            events.append(MessageEvent(f"m-{business}-{i}", business, f"c{i}", at - i, channel, ""))
+            events.append(WalkInEvent(f"shared-{i}", business, f"c{i}", "", at, "2026-11-30"))
+    return first, second
+
+
+def produce_events(deployment: Deployment, events: list[object]) -> None:
+    messages = [
+        (e.message_id.encode(), encode_message(e)) for e in events if isinstance(e, MessageEvent)
+    ]
+    # Walk-ins keyed by a rotating location, as their producers do: many partitions.
+    walkins = [e for e in events if isinstance(e, WalkInEvent)]
+    deployment.produce("m", messages)
+    deployment.produce(
+        "w", [(f"loc-{i % 7}".encode(), encode_walkin(e)) for i, e in enumerate(walkins)]
+    )
+
+
+def assert_outputs_agree(deployment: Deployment) -> None:
+    """The output topic's latest record per id is the MongoDB document; counts = collection."""
+    latest = deployment.output()
+    docs, counts = deployment.mongo()
+    by_id = {d.pop("_id"): d for d in docs}
+    for d in by_id.values():
+        d.pop("moved_from", None)  # where a moved document came from: not a Walkthrough field
+    assert by_id == {
+        i: {k: v for k, v in to_mongo_doc(w).items() if k != "_id"} for i, w in latest.items()
+    }
+    assert counts == expected_counts(latest)
+
+
+def test_a_walkin_id_reused_by_another_customer_is_dead_lettered_and_outputs_agree(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Before: one MongoDB document, a count under each business, and Kafka holding whichever
+    worker wrote last. Now the first owner keeps the id; a replay from nothing may choose the
+    other, and then both outputs follow it (the old owner's day recounted)."""
+    sample = traffic.generate(seed=24, businesses=3, customers=300, start_ns=START_NS)
+    deployment.feed(sample)
+    first, second = reused_ids(20)
+    produce_events(deployment, first)
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    assert deployment.run(*recovery_args(recovery, workers=2)).returncode == 0
+    produce_events(deployment, second)  # read later: their ids are already claimed
+    run = deployment.run(*recovery_args(recovery, workers=2))
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    expected = expected_walkthroughs([*sample.events, *first], WINDOW_NS)
+    assert deployment.output() == expected
+    docs, counts = deployment.mongo()
+    assert docs == [to_mongo_doc(w) for _, w in sorted(expected.items())]
+    assert counts == expected_counts(expected)
+    reused = [r for r in deployment.dead_letters() if b"walkin_id reused" in r.headers["error"]]
+    assert len(reused) == 20
+    assert all(r.headers["source_topic"].decode() == deployment.topic("w") for r in reused)
+
+    # A replay from nothing, with another worker count: either owner may come first now.
+    replay = deployment.run("-w", "3")
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert_outputs_agree(deployment)
+    owners = {w.business_id for i, w in deployment.output().items() if i.startswith("shared-")}
+    assert owners <= {"b-first", "b-second"}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pymongo import ASCENDING
 from pymongo.database import Database
 
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.schema import Channel, Walkthrough
+from walkthroughs.sinks import mongo
 from walkthroughs.sinks.mongo import (
     COUNTS,
     RECOUNT_INDEX,
@@ -28,7 +30,9 @@ def wt(walkin: str, message: str, sent_at: int, channel: int, business: str = "b
 
 
 def counts(db: Database[Doc]) -> list[Doc]:
-    return sorted(db[COUNTS].find({}, {"_id": 0}), key=lambda d: (d["business_id"], d["date"]))
+    return sorted(
+        db[COUNTS].find({}, {"_id": 0, "version": 0}), key=lambda d: (d["business_id"], d["date"])
+    )
 
 
 def test_an_older_revision_never_overwrites_a_newer_one(mongo_db: Database[Doc]) -> None:
@@ -95,3 +99,75 @@ def test_indexes_cover_the_recount_and_replace_the_previous_release(
     ]
     counts_index = mongo_db[COUNTS].index_information()["business_date"]
     assert counts_index["unique"]
+
+
+def grouped(db: Database[Doc]) -> list[Doc]:
+    """What the counts must equal: the walkthroughs collection grouped by business and date."""
+    by: dict[tuple[str, str], dict[str, int]] = {}
+    for d in db[WALKTHROUGHS].find({}):
+        channels = by.setdefault((d["business_id"], d["local_date"]), {})
+        channels[d["channel"]] = channels.get(d["channel"], 0) + 1
+    return [
+        {
+            "business_id": b,
+            "date": day,
+            "count": sum(c.values()),
+            "by_channel": dict(sorted(c.items())),
+        }
+        for (b, day), c in sorted(by.items())
+    ]
+
+
+def test_an_id_taken_over_by_another_business_moves_and_both_days_are_recounted(
+    mongo_db: Database[Doc],
+) -> None:
+    ensure_indexes(mongo_db)
+    write_walkthroughs(mongo_db, [wt("w1", "m1", T - 60 * S, Channel.SMS, business="b1")])
+    # A later owner's walkthrough ranks lower (an older message), yet the id is its now.
+    write_walkthroughs(mongo_db, [wt("w1", "m0", T - 3600 * S, Channel.EMAIL, business="b2")])
+    doc = mongo_db[WALKTHROUGHS].find_one({"_id": "w1"})
+    assert doc is not None
+    assert (doc["business_id"], doc["message_id"]) == ("b2", "m0")
+    assert doc["moved_from"] == ["b1", "2030-03-17"]
+    assert counts(mongo_db) == grouped(mongo_db)  # b1's day fell to zero: no document
+    assert [d["business_id"] for d in counts(mongo_db)] == ["b2"]
+
+
+def test_a_crash_after_a_move_is_repaired_by_the_replay(mongo_db: Database[Doc]) -> None:
+    ensure_indexes(mongo_db)
+    old = wt("w1", "m1", T - 60 * S, Channel.SMS, business="b1")
+    write_walkthroughs(mongo_db, [old, wt("w2", "m2", T - 60 * S, Channel.SMS, business="b1")])
+    new = wt("w1", "m0", T - 3600 * S, Channel.EMAIL, business="b2")
+    # The crash: the document moved, no count recomputed (b1 still counts w1).
+    moved = to_mongo_doc(new) | {"moved_from": ["b1", "2030-03-17"]}
+    mongo_db[WALKTHROUGHS].replace_one({"_id": "w1"}, moved)
+    write_walkthroughs(mongo_db, [new])  # the replay: nothing to write, everything recounted
+    assert counts(mongo_db) == grouped(mongo_db)
+    assert [(d["business_id"], d["count"]) for d in counts(mongo_db)] == [("b1", 1), ("b2", 1)]
+
+
+def test_a_recount_that_races_another_writer_starts_over(
+    mongo_db: Database[Doc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between this recount's read and write, another partition moves a document away from the
+    business and recounts it: the stale write misses its version, and the recount retries."""
+    ensure_indexes(mongo_db)
+    write_walkthroughs(
+        mongo_db,
+        [wt(f"w{i}", f"m{i}", T - 60 * S, Channel.SMS, business="b1") for i in range(3)],
+    )
+    real_grouped = mongo.grouped_walkthroughs
+    raced = []
+
+    def grouped_then_raced(db: Database[Doc], pairs: set[tuple[str, str]]) -> Any:
+        counted = real_grouped(db, pairs)
+        if not raced:  # the other writer strikes once, after this one counted
+            raced.append(True)
+            write_walkthroughs(db, [wt("w0", "m9", T - 3600 * S, Channel.EMAIL, business="b2")])
+        return counted
+
+    monkeypatch.setattr(mongo, "grouped_walkthroughs", grouped_then_raced)
+    write_walkthroughs(mongo_db, [wt("w1", "m1", T - 60 * S, Channel.SMS, business="b1")])
+    assert raced
+    assert counts(mongo_db) == grouped(mongo_db)
+    assert [(d["business_id"], d["count"]) for d in counts(mongo_db)] == [("b1", 2), ("b2", 1)]

@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from pymongo import ASCENDING, MongoClient, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, InsertOne, MongoClient, ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure
+from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, OperationFailure
 
 from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import to_mongo_doc
@@ -70,6 +70,22 @@ index-only scan (no document fetched), and its prefix serves the dashboard's per
 SUPERSEDED_INDEXES = ("business_date",)
 """Indexes of walkthroughs that earlier releases created and ``RECOUNT_INDEX`` now covers."""
 INDEX_NOT_FOUND = 27  # the server's error code for dropping an index that is not there
+DUPLICATE_KEY = 11000
+VERSION = "version"
+"""Field of a count document, raised by every rewrite: the recount's optimistic concurrency."""
+MOVED_FROM = "moved_from"
+"""Field of a walkthrough document whose id changed owner: ``[business_id, local_date]`` of
+the previous owner's walkthrough, whose day is recounted whenever the document is written."""
+RECOUNT_ATTEMPTS = 50
+_NO_DOCUMENT: Any = object()
+_STORED_FIELDS = {
+    "message_sent_at_ns": 1,
+    "message_id": 1,
+    "business_id": 1,
+    "customer_id": 1,
+    "local_date": 1,
+    MOVED_FROM: 1,
+}
 
 
 def ensure_indexes(db: Database[Doc]) -> None:
@@ -109,27 +125,46 @@ def write_walkthroughs(db: Database[Doc], walkthroughs: Iterable[Walkthrough]) -
             best[w.walkin_id] = w
     if not best:
         return 0
-    ids = list(best)
     stored = {
-        d["_id"]: (d.get("message_sent_at_ns", -1), d.get("message_id", ""))
-        for chunk in _chunks(ids)
-        for d in db[WALKTHROUGHS].find(
-            {"_id": {"$in": chunk}}, {"message_sent_at_ns": 1, "message_id": 1}
-        )
+        d["_id"]: d
+        for chunk in _chunks(list(best))
+        for d in db[WALKTHROUGHS].find({"_id": {"$in": chunk}}, _STORED_FIELDS)
     }
-    changed = [
-        w for w in best.values() if w.walkin_id not in stored or _rank(w) > stored[w.walkin_id]
-    ]
-    for chunk in _chunks(changed):
+    pairs = {(w.business_id, w.local_date) for w in best.values()}
+    docs: list[Doc] = []
+    for w in best.values():
+        current = stored.get(w.walkin_id)
+        doc = _replacement(w, current)
+        moved = (doc if doc is not None else current or {}).get(MOVED_FROM)
+        if moved:  # recounted whenever the document is touched: a crash cannot lose it
+            pairs.add((str(moved[0]), str(moved[1])))
+        if doc is not None:
+            docs.append(doc)
+    for chunk in _chunks(docs):
         db[WALKTHROUGHS].bulk_write(
-            [ReplaceOne({"_id": w.walkin_id}, to_mongo_doc(w), upsert=True) for w in chunk],
-            ordered=False,
+            [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False
         )
     failpoints.hit("mongo.between_writes")
     # Recount every (business, date) of the batch, changed or not: a replay after a crash
     # between the upserts and the recount must still repair the counts.
-    _recount(db, {(w.business_id, w.local_date) for w in best.values()})
-    return len(changed)
+    recount(db, pairs)
+    return len(docs)
+
+
+def _replacement(w: Walkthrough, held: Doc | None) -> Doc | None:
+    """The document to write for ``w`` over the stored one (None: the stored one stands)."""
+    if held is None:
+        return to_mongo_doc(w)
+    if (held.get("business_id"), held.get("customer_id")) != (w.business_id, w.customer_id):
+        # The id has a new owner (its claim had expired, or a replay chose another): the
+        # document follows the output topic, and the old owner's day is recounted.
+        return to_mongo_doc(w) | {MOVED_FROM: [held.get("business_id"), held.get("local_date")]}
+    if _rank(w) <= (held.get("message_sent_at_ns", -1), held.get("message_id", "")):
+        return None
+    doc = to_mongo_doc(w)
+    if MOVED_FROM in held:
+        doc[MOVED_FROM] = held[MOVED_FROM]
+    return doc
 
 
 def _chunks(items: list[T]) -> Iterator[list[T]]:
@@ -141,9 +176,60 @@ def _rank(w: Walkthrough) -> tuple[int, str]:
     return (w.message_sent_at_ns, w.message_id)
 
 
-def _recount(db: Database[Doc], pairs: set[tuple[str, str]]) -> None:
-    businesses = sorted({b for b, _ in pairs})
-    dates = sorted({d for _, d in pairs})
+def recount(db: Database[Doc], pairs: set[tuple[str, str]]) -> None:
+    """Make the count documents of ``pairs`` equal the walkthroughs collection grouped.
+
+    Optimistic concurrency: the versions are read before the documents are counted, and each
+    count document is replaced (or inserted, or deleted when its count fell to zero) only if
+    its version is still the one read. Another writer in between (a partition that moved a
+    document away from this business) makes the write miss, and the recount starts over.
+    """
+    for _ in range(RECOUNT_ATTEMPTS):
+        versions = _count_versions(db, pairs)
+        counts = grouped_walkthroughs(db, pairs)
+        ops: list[Any] = []
+        for (b, d), by in sorted(counts.items()):
+            version = versions.get((b, d), _NO_DOCUMENT)
+            doc = {
+                "business_id": b,
+                "date": d,
+                "count": sum(by.values()),
+                "by_channel": dict(sorted(by.items())),
+                VERSION: (0 if version in (_NO_DOCUMENT, None) else version) + 1,
+            }
+            if version is _NO_DOCUMENT:
+                if by:  # no zero-count documents
+                    ops.append(InsertOne(doc))
+                continue
+            held = {"business_id": b, "date": d, VERSION: version}
+            if version is None:  # written by a release before versions
+                held[VERSION] = {"$exists": False}
+            ops.append(ReplaceOne(held, doc) if by else DeleteOne(held))
+        if all(_applied(db, chunk) for chunk in _chunks(ops)):
+            return
+    msg = (
+        f"counts of {len(pairs)} (business, date) pairs kept changing over {RECOUNT_ATTEMPTS} tries"
+    )
+    raise RuntimeError(msg)
+
+
+def _count_versions(db: Database[Doc], pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The version of each existing count document of ``pairs`` (None: it has none)."""
+    businesses, dates = sorted({b for b, _ in pairs}), sorted({d for _, d in pairs})
+    query = {"business_id": {"$in": businesses}, "date": {"$in": dates}}
+    found = {}
+    for doc in db[COUNTS].find(query, {"business_id": 1, "date": 1, VERSION: 1}):
+        pair = (doc["business_id"], doc["date"])
+        if pair in pairs:
+            found[pair] = doc.get(VERSION)
+    return found
+
+
+def grouped_walkthroughs(
+    db: Database[Doc], pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """The walkthroughs of ``pairs`` counted by channel (one ``$group``, index-only on MongoDB)."""
+    businesses, dates = sorted({b for b, _ in pairs}), sorted({d for _, d in pairs})
     counts: dict[tuple[str, str], dict[str, int]] = {pair: {} for pair in pairs}
     pipeline: list[Doc] = [
         {"$match": {"business_id": {"$in": businesses}, "local_date": {"$in": dates}}},
@@ -158,22 +244,19 @@ def _recount(db: Database[Doc], pairs: set[tuple[str, str]]) -> None:
         pair = (row["_id"]["b"], row["_id"]["d"])
         if pair in counts:  # the $in product may match pairs this batch did not touch
             counts[pair][row["_id"]["c"]] = int(row["n"])
-    ops = [
-        ReplaceOne(
-            {"business_id": b, "date": d},
-            {
-                "business_id": b,
-                "date": d,
-                "count": sum(by.values()),
-                "by_channel": dict(sorted(by.items())),
-            },
-            upsert=True,
-        )
-        for (b, d), by in sorted(counts.items())
-        if by  # a pair with no document yet (impossible after the upserts) gets no zero count
-    ]
-    for chunk in _chunks(ops):
-        db[COUNTS].bulk_write(chunk, ordered=False)
+    return counts
+
+
+def _applied(db: Database[Doc], ops: list[Any]) -> bool:
+    """Run one bulk of conditional count writes; False if any missed its version."""
+    try:
+        result = db[COUNTS].bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        if all(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            return False  # another writer inserted the document first
+        raise
+    done = result.matched_count + result.deleted_count + result.inserted_count
+    return done == len(ops)
 
 
 class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
