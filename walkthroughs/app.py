@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from bytewax.dataflow import Dataflow
 
-from walkthroughs import logs, redaction
+from walkthroughs import health, logs, redaction
 from walkthroughs.clock import system_now_ns
 from walkthroughs.config import KAFKA_PREFIX, Settings
 from walkthroughs.flow import Sinks, build_flow
@@ -82,6 +82,8 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
         ),
         mongo=mongo,
     )
+    if settings.health_port:
+        health.serve(settings.health_port, settings.stall_limit.total_seconds())
     inputs = [*settings.messages_topics, *settings.walkins_topics]
     source = KafkaInput(
         kafka,

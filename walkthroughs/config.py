@@ -70,6 +70,7 @@ _DURATION_RANGES = (
     ("WALKTHROUGHS_STARTUP_TIMEOUT", "startup_timeout", timedelta(seconds=1), timedelta(hours=1)),
     ("WALKTHROUGHS_MONGO_RETRY_LIMIT", "mongo_retry_limit", timedelta(0), _DAY),
     ("WALKTHROUGHS_MONGO_TIMEOUT", "mongo_timeout", timedelta(seconds=1), timedelta(minutes=10)),
+    ("WALKTHROUGHS_STALL_LIMIT", "stall_limit", timedelta(seconds=1), timedelta(hours=1)),
 )
 
 
@@ -99,6 +100,8 @@ class Settings:
     mongo_enabled: bool = True
     mongo_retry_limit: timedelta = timedelta(minutes=2)
     mongo_timeout: timedelta = timedelta(seconds=20)
+    health_port: int = 0
+    stall_limit: timedelta = timedelta(seconds=60)
     log_level: str = "INFO"
     kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
@@ -191,6 +194,8 @@ class Settings:
             "mongo_enabled": self.mongo_enabled,
             "mongo_retry_limit": _fmt(self.mongo_retry_limit),
             "mongo_timeout": _fmt(self.mongo_timeout),
+            "health_port": self.health_port,
+            "stall_limit": _fmt(self.stall_limit),
             "log_level": self.log_level,
             "kafka_extra": {
                 k: ("***" if is_secret_property(k) else v)
@@ -269,6 +274,12 @@ def parse_bootstrap(name: str, raw: str) -> str:
     return ",".join(servers)
 
 
+def parse_port(name: str, raw: str) -> int:
+    """Parse a TCP port to listen on, or 0 for none."""
+    _check_int_range(name, raw, 0, _MAX_PORT)
+    return int(raw.strip())
+
+
 def parse_mongo_uri(name: str, raw: str) -> str:
     """Accept a ``mongodb://`` or ``mongodb+srv://`` connection string (quoted redacted).
 
@@ -333,6 +344,8 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_MONGO_ENABLED": ("mongo_enabled", parse_bool),
     "WALKTHROUGHS_MONGO_RETRY_LIMIT": ("mongo_retry_limit", parse_duration),
     "WALKTHROUGHS_MONGO_TIMEOUT": ("mongo_timeout", parse_duration),
+    "WALKTHROUGHS_HEALTH_PORT": ("health_port", parse_port),
+    "WALKTHROUGHS_STALL_LIMIT": ("stall_limit", parse_duration),
     "WALKTHROUGHS_LOG_LEVEL": ("log_level", parse_log_level),
 }
 

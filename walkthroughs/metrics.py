@@ -25,6 +25,7 @@ MetricName = Literal[
     "walkthroughs_sink_batch_size",
     "walkthroughs_sink_retries_total",
     "walkthroughs_consumer_lag",
+    "walkthroughs_stalled_seconds",
 ]
 
 RECORDS_READ = Counter("walkthroughs_records_read", "Input records read, per topic.", ["topic"])
@@ -64,6 +65,12 @@ SINK_RETRIES = Counter(
 )
 CONSUMER_LAG = Gauge(
     "walkthroughs_consumer_lag",
-    "Records between the last one read and the partition's high watermark.",
+    "Records between the next one to read and the partition's high watermark (measured by a "
+    "thread of its own every 5 s, so it grows while reading is frozen).",
     ["topic", "partition"],
+)
+STALLED = Gauge(
+    "walkthroughs_stalled_seconds",
+    "The longest any source partition of this process has gone without its worker coming round "
+    "to it: grows while the dataflow makes no progress (a stalled sink, a hot key).",
 )

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 from urllib.parse import quote_plus
 
@@ -413,3 +418,142 @@ def test_a_walkin_id_reused_by_another_customer_is_dead_lettered_and_outputs_agr
     assert_outputs_agree(deployment)
     owners = {w.business_id for i, w in deployment.output().items() if i.startswith("shared-")}
     assert owners <= {"b-first", "b-second"}
+
+
+# --- a stalled server ------------------------------------------------------------------------
+
+PAUSE_S = 120  # MongoDB frozen this long under steady input
+GRACE_S = 60  # the StatefulSet's terminationGracePeriodSeconds
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    msg = f"no VmRSS for {pid}"
+    raise AssertionError(msg)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""  # not listening (yet)
+
+
+def scrape(port: int) -> dict[str, float]:
+    _, text = get(f"http://127.0.0.1:{port}/metrics")
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("walkthroughs_"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+class Seen(NamedTuple):
+    """One scrape during the pause: what a Prometheus and a kubelet would see."""
+
+    at_s: float
+    lag: float
+    stalled_s: float
+    rss_mib: float
+    ready: int  # /ready's status
+
+
+@contextmanager
+def steady_input(deployment: Deployment, sample: traffic.Traffic) -> Iterator[None]:
+    """Produce the sample over and over, ~2,000 records a second, until the block ends
+    (repeats are duplicates: the exact result stays the sample's)."""
+    records = [("m", r) for r in sample.messages] + [("w", r) for r in sample.walkins]
+    producer = Producer({"bootstrap.servers": deployment.bootstrap, "linger.ms": 20})
+    done = threading.Event()
+
+    def feed() -> None:
+        while not done.is_set():
+            for i in range(0, len(records), 200):
+                if done.wait(0.1):
+                    return
+                for suffix, (key, value) in records[i : i + 200]:
+                    producer.produce(deployment.topic(suffix), value, key)
+                producer.poll(0)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield
+    finally:
+        done.set()
+        feeder.join(timeout=60)
+        assert producer.flush(30) == 0
+
+
+def watch(api_port: int, ready_url: str, pid: int, seconds: float) -> list[Seen]:
+    started = time.monotonic()
+    seen = []
+    while (elapsed := time.monotonic() - started) < seconds:
+        m = scrape(api_port)
+        lag = sum(v for k, v in m.items() if k.startswith("walkthroughs_consumer_lag{"))
+        stalled = m.get("walkthroughs_stalled_seconds", 0.0)
+        seen.append(Seen(elapsed, lag, stalled, rss_mib(pid), get(ready_url)[0]))
+        time.sleep(5)  # a scrape interval: the figures are what a Prometheus would see
+    return seen
+
+
+def test_a_stalled_mongodb_shows_in_lag_and_readiness_bounds_memory_and_the_stop(
+    deployment: Deployment, stack: ModuleType, tmp_path: Path
+) -> None:
+    """MongoDB frozen (SIGSTOP) for two minutes under steady input. Before: lag read 0 on every
+    partition and the probes passed; a SIGTERM took 405 s to end the process."""
+    sample = traffic.generate(seed=25, businesses=4, customers=1500, start_ns=START_NS)
+    recovery = init_recovery(tmp_path / "recovery", 2)
+    api, ready_port = free_ports(2)
+    ready_url = f"http://127.0.0.1:{ready_port}/ready"
+    proc = deployment.start(
+        *("-w", "2", "-r", str(recovery), "-s", "5", "-b", "0"),  # epochs as in k8s
+        log=tmp_path / "live.log",
+        WALKTHROUGHS_STOP_AT_END="0",
+        WALKTHROUGHS_HOLD="0",
+        WALKTHROUGHS_MONGO_RETRY_LIMIT="10m",
+        WALKTHROUGHS_HEALTH_PORT=str(ready_port),
+        WALKTHROUGHS_STALL_LIMIT="15s",
+        BYTEWAX_DATAFLOW_API_ENABLED="1",
+        BYTEWAX_DATAFLOW_API_PORT=str(api),
+        BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path),
+    )
+    try:
+        with steady_input(deployment, sample):
+            wait_for(lambda: get(ready_url)[0] == 200 and len(deployment.mongo()[0]) > 50)
+            stack.pause(stack.FERRETDB)
+            seen = watch(api, ready_url, proc.pid, PAUSE_S)
+            assert proc.poll() is None, "the dataflow waited for MongoDB"
+            stopping_at = time.monotonic()
+            proc.send_signal(signal.SIGTERM)  # under load, with the server still frozen
+            proc.wait(timeout=GRACE_S + 30)
+            stop_s = time.monotonic() - stopping_at
+    finally:
+        stack.resume(stack.FERRETDB)
+        if proc.poll() is None:
+            proc.kill()
+    report = {"seen": [s._asdict() for s in seen], "stop_s": round(stop_s, 1)}
+    print(report)  # the figures, for the record (pytest -s)
+    early = [s for s in seen if 20 <= s.at_s < 35]
+    late = [s for s in seen if s.at_s >= PAUSE_S - 15]
+    assert early, report
+    assert late, report
+    assert min(s.lag for s in late) > max(s.lag for s in early) + 5000, report  # keeps growing
+    assert min(s.stalled_s for s in late) > PAUSE_S - 30, report
+    assert all(s.ready == 503 for s in seen if s.at_s > 25), report  # not ready while stalled
+    assert max(s.rss_mib for s in late) - min(s.rss_mib for s in early) < 40, report  # flat
+    assert stop_s < GRACE_S, report
+
+    final = deployment.run(*recovery_args(recovery, workers=2))
+    assert final.returncode == 0, final.stderr[-3000:]
+    expected = expected_walkthroughs(sample.events, WINDOW_NS)
+    assert deployment.output() == expected
+    docs, counts = deployment.mongo()
+    assert docs == [to_mongo_doc(w) for _, w in sorted(expected.items())]
+    assert counts == expected_counts(expected)

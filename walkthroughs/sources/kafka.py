@@ -18,21 +18,19 @@ Partition names are ``<topic>#<partition>``; they are part of the recovery forma
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from walkthroughs import metrics
+from walkthroughs import health, metrics
 from walkthroughs.errors import WalkthroughsError
 from walkthroughs.schema import Origin, new_origin
 
 log = logging.getLogger(__name__)
 
 IDLE_BACKOFF = timedelta(milliseconds=20)  # how long to leave an empty partition alone
-LAG_INTERVAL_S = 1.0  # how often a partition publishes its consumer lag
 
 
 class SourceError(WalkthroughsError):
@@ -49,9 +47,12 @@ def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
         "auto.offset.reset": "earliest",  # retention deleted what we had not read: keep going
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 100,
-        # Each partition has its own consumer, so this prefetch bound is per partition: 2 MiB is
-        # ~20,000 records, seconds of reading; the default (64 MiB) times many partitions would
-        # rival the state for memory.
+        # Each partition has its own consumer, so these prefetch bounds are per partition: at
+        # most 5,000 records or 2 MiB, a fraction of a second of reading. librdkafka's defaults
+        # (100,000 records, 64 MiB) times many partitions would rival the state for memory, and
+        # while a stalled sink holds the worker the prefetch is what fills: with these bounds
+        # the process's memory stops growing within a minute however long the backlog grows.
+        "queued.min.messages": 5000,
         "queued.max.messages.kbytes": 2048,
         **kafka_config,
     }
@@ -164,13 +165,17 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
             self._consumer.assign([TopicPartition(topic, partition, start)])
         self._idle_until: datetime | None = None
         self._read = metrics.RECORDS_READ.labels(topic)
-        self._lag = metrics.CONSUMER_LAG.labels(topic, str(partition))
-        self._lag_due = 0.0
+        self._key = (topic, partition)
+        if not self._done:
+            health.PROGRESS.beat(self._key)
+            health.lag_monitor(kafka_config).track(self._key, self.snapshot)
 
     def next_batch(self) -> list[Origin]:
         """Return what librdkafka has prefetched, without waiting; end at the end offset."""
         if self._done:
+            self._leave()
             raise StopIteration
+        health.PROGRESS.beat(self._key)
         messages = self._consumer.consume(self._batch_size, 0)
         batch: list[Origin] = []
         for m in messages:
@@ -190,7 +195,6 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
             self._done = self._next >= self._end or self._caught_up_past_gaps()
         self._idle_until = None if batch else datetime.now(UTC) + IDLE_BACKOFF
         self._read.inc(len(batch))
-        self._measure_lag()
         return batch
 
     def next_awake(self) -> datetime | None:
@@ -203,17 +207,11 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
 
     def close(self) -> None:
         """Leave the partition."""
+        self._leave()
         self._consumer.close()
 
-    def _measure_lag(self) -> None:
-        """Publish the lag from the last fetch's high watermark (cached: no broker round trip)."""
-        now = time.monotonic()
-        if now < self._lag_due:
-            return
-        self._lag_due = now + LAG_INTERVAL_S
-        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
-        if high >= 0:
-            self._lag.set(max(0, high - self._next))
+    def _leave(self) -> None:
+        health.leave(self._key)
 
     def _caught_up_past_gaps(self) -> bool:
         """Whether the fetch position passed the end (compaction or markers leave offset gaps)."""
