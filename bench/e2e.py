@@ -132,8 +132,12 @@ def consume_all(
     lister.close()
     # One consumer for every partition here, where the service has one per partition: give it
     # the prefetch room of all of theirs together.
-    prefetch_kb = int(str(consumer_config(kafka)["queued.max.messages.kbytes"])) * len(ends)
-    consumer = Consumer({**consumer_config(kafka), "queued.max.messages.kbytes": prefetch_kb})
+    config = consumer_config(kafka)
+    prefetch = {
+        bound: int(str(config[bound])) * len(ends)
+        for bound in ("queued.max.messages.kbytes", "queued.min.messages")
+    }
+    consumer = Consumer({**config, **prefetch})
     consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
     return consumer, ends
 

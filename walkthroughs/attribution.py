@@ -180,11 +180,6 @@ def shard_of(business_id: str, customer_id: str) -> str:
     return _SHARD_NAMES[customer_hash(business_id, customer_id) % STATE_SHARDS]
 
 
-def id_shard(walkin_id: str) -> str:
-    """Return the state key of a walk-in id in the ``claims`` registry (crc32 of its UTF-8)."""
-    return _SHARD_NAMES[crc32(walkin_id.encode()) % STATE_SHARDS]
-
-
 _SHARD_NAMES = tuple(f"{i:04d}" for i in range(STATE_SHARDS))
 _BUSINESS_CRC: dict[str, int] = {}
 _BUSINESS_CRC_MAX = 100_000  # bounded: starts over when full

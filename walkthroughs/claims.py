@@ -27,16 +27,27 @@ billion) are not told apart, which is what the service did before it had a regis
 from __future__ import annotations
 
 from typing import Any
+from zlib import crc32
 
 from walkthroughs.schema import DeadLetter, Origin, Reason
 
 NS_PER_S = 1_000_000_000
 _OWNER_BITS = 32
 _OWNER_MASK = (1 << _OWNER_BITS) - 1
+CLAIM_SHARDS = 64
+"""State keys of the registry: few, so that each key gets many walk-ins per batch (Bytewax calls
+the logic once per key and batch) and the recovery store holds few rows, yet more than the
+largest worker count (24 in ``k8s/``). Part of the recovery format, like ``STATE_SHARDS``."""
+_SHARD_NAMES = tuple(f"id-{i:02d}" for i in range(CLAIM_SHARDS))
 _SHOWN_CHARS = 80
 SWEEP_EVERY_S = 60
 """Expired claims are dropped by a sweep of the shard, at most this often: a lookup ignores an
 expired claim anyway, so sweeping is only about memory."""
+
+
+def id_shard(walkin_id: str) -> str:
+    """Return the state key of a walk-in id in the registry (crc32 of its UTF-8)."""
+    return _SHARD_NAMES[crc32(walkin_id.encode()) % CLAIM_SHARDS]
 
 
 class Claims:

@@ -29,10 +29,9 @@ from walkthroughs.attribution import (
     Shard,
     ShardSnapshot,
     customer_hash,
-    id_shard,
     shard_of,
 )
-from walkthroughs.claims import Claims, reused
+from walkthroughs.claims import Claims, id_shard, reused
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import (

@@ -5,7 +5,8 @@ unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$gr
 
 * **One writer per business.** This is a ``FixedPartitionedSink`` keyed by ``business_id``:
   Bytewax routes every walkthrough of a business to the one worker that owns its partition, so
-  no two workers ever write the same documents and read-then-write is race-free.
+  no two workers ever write the same walkthrough documents at once (a walk-in id has one owner
+  at a time: ``claims``).
 * **Monotone upserts.** Revisions of a walk-in only ever move to a greater
   ``(message_sent_at, message_id)`` (see ``attribution``). A batch reads the stored rank of its
   walk-ins and upserts only those it improves, so a replayed or stale revision changes nothing.
@@ -16,10 +17,14 @@ unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$gr
 * **Counts recomputed, never incremented.** After the upserts, the batch recounts each
   (business, local date) it touched from the ``walkthroughs`` collection (one ``$group`` with
   ``$sum``, answered from the ``RECOUNT_INDEX`` alone on MongoDB) and replaces its count
-  document (``count``, ``by_channel``). Replaying any batch,
-  any number of times, in any state, converges to the collection grouped: nothing is
-  double-counted, and a crash between the two steps is repaired by the replay. Counts never
-  reach zero (walkthroughs are never deleted), so there are no zero-count documents.
+  document (``count``, ``by_channel``), or deletes it when the count fell to zero. Replaying
+  any batch, any number of times, in any state, converges to the collection grouped: nothing is
+  double-counted, and a crash between the two steps is repaired by the replay.
+* **Owners change, counts stay exact.** A walkthrough whose id the collection holds under
+  another (business, customer) replaces the document (the output topic's latest record is the
+  new owner's) and records ``moved_from``, whose day is recounted whenever the document is
+  written. That recount writes another business's count document, so count writes are
+  conditional on the ``version`` read before counting (``recount``), and start over on a miss.
 * **Outages.** Transient errors (network, election, server selection, a reply that takes
   longer than the request timeout) are retried with bounded exponential backoff; past
   ``retry_limit_s``, or at once when the process is asked to stop, the sink raises
