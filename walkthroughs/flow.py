@@ -1,4 +1,4 @@
-"""The dataflow: Bytewax wiring only. Every decision is made in ``codec`` and ``attribution``.
+"""The dataflow: Bytewax wiring only. Every decision is made in codec, claims and attribution.
 
     read_inputs -> decode -> split_bad_records -> split_walkins
         walk-ins -> claim_walkin_ids (per id shard) -> split_reused -> key_by_customer

@@ -247,6 +247,17 @@ def assert_exact(deployment: Deployment, sample: traffic.Traffic) -> dict[str, o
     return {"walkthroughs": len(expected), "dead_letters": len(dead)}
 
 
+def ended(proc: subprocess.Popen[str], log: Path, timeout_s: float = 120) -> str:
+    """Wait for a dataflow started in the background to exit by itself (killed if it does not
+    within ``timeout_s``); return its log."""
+    try:
+        proc.wait(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return log.read_text()
+
+
 def free_ports(n: int) -> list[int]:
     """Ports nothing listens on now (for Bytewax cluster addresses and the API server)."""
     socks = [socket.socket() for _ in range(n)]

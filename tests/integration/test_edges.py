@@ -27,6 +27,7 @@ from tests.integration.dataflow_harness import (
     WINDOW_NS,
     Deployment,
     assert_exact,
+    ended,
     expected_counts,
     free_ports,
     init_recovery,
@@ -245,14 +246,11 @@ def test_a_stalled_sink_error_with_credentials_leaks_nothing(
         deployment.feed(sample)
         wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # started, reading
         os.kill(auth_mongo.pid, signal.SIGSTOP)  # stalls before the first decision
+    finally:
         try:
-            proc.wait(timeout=120)
+            text = ended(proc, log)
         finally:
             os.kill(auth_mongo.pid, signal.SIGCONT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = log.read_text()
     assert proc.returncode != 0
     assert "mongo_retry" in text
     assert "MongoDB unavailable for 2s" in text

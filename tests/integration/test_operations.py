@@ -12,6 +12,7 @@ from tests.integration.dataflow_harness import (
     WINDOW_NS,
     Deployment,
     assert_exact,
+    ended,
     free_ports,
     init_recovery,
     recovery_args,
@@ -59,11 +60,8 @@ def test_kafka_outage_longer_than_the_delivery_timeout_stops_loudly_then_restart
         deployment.feed(sample)
         wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # inputs are being read
         stack.stop(stack.KAFKA)  # type: ignore[attr-defined]  # walk-ins fall due meanwhile
-        proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = log.read_text()
+        text = ended(proc, log)
     assert proc.returncode != 0
     assert '"event":"kafka_sink_failed"' in text
     assert "stopping so recovery replays" in text  # the error itself, not an abort
@@ -145,12 +143,7 @@ def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
     proc = _start_then_stop_mongo(
         deployment, stack, recovery, log, sample, WALKTHROUGHS_MONGO_RETRY_LIMIT="3s"
     )
-    try:
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = log.read_text()
+    text = ended(proc, log)
     assert proc.returncode != 0
     assert "mongo_retry" in text
     assert "MongoDB unavailable for 3s" in text

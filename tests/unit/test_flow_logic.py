@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY
 
 from walkthroughs.attribution import Rules, Shard, customer_key
+from walkthroughs.claims import Claims
 from walkthroughs.clock import FakeClock
-from walkthroughs.flow import AttributeLogic
-from walkthroughs.schema import Attributed, MessageEvent, Origin, WalkInEvent
+from walkthroughs.flow import AttributeLogic, ClaimLogic
+from walkthroughs.schema import Attributed, DeadLetter, MessageEvent, Origin, Reason, WalkInEvent
 
 S = 1_000_000_000
 T0 = 1_900_000_000 * S
@@ -89,3 +90,22 @@ def test_emitted_counters_tell_first_walkthroughs_from_revisions() -> None:
     revised, _ = adapter.on_batch([(MessageEvent("m2", "b", "c", T0 - 5 * S, 1, ""), ORIGIN)])
     assert [o.revision for o in revised if isinstance(o, Attributed)] == [True, True]
     assert (_emitted("first") - first, _emitted("revision") - revisions) == (2, 2)
+
+
+def test_claim_logic_passes_the_owner_dead_letters_the_reuse_and_forgets_in_time() -> None:
+    clock = FakeClock(T0)
+    claims = ClaimLogic(Claims(), RULES.lateness_ns, clock)
+    owner = (WalkInEvent("w", "b1", "c", "", T0, "2030-03-17"), ORIGIN)
+    other = (WalkInEvent("w", "b2", "c", "", T0, "2030-03-17"), ORIGIN)
+    out, discard = claims.on_batch([owner, other, owner])
+    assert out[0] == owner
+    assert out[2] == owner  # a duplicate by the owner passes on (its customer drops it)
+    assert isinstance(out[1], DeadLetter)
+    assert out[1].reason is Reason.WALKIN_ID_REUSED
+    assert not discard
+    claims.on_notify()  # the first sweep: nothing expired yet
+    clock.advance(RULES.lateness_ns + S)
+    notify = claims.notify_at()
+    assert notify is not None
+    assert notify <= datetime.fromtimestamp(clock.now_ns / S, UTC)
+    assert claims.on_notify() == ([], True)  # the claim expired: the shard is discarded
