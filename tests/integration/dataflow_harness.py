@@ -13,6 +13,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +258,26 @@ def ended(proc: subprocess.Popen[str], log: Path, timeout_s: float = 120) -> str
         if proc.poll() is None:
             proc.kill()
     return log.read_text()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""  # not listening (yet)
+
+
+def scrape(port: int) -> dict[str, float]:
+    _, text = get(f"http://127.0.0.1:{port}/metrics")
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("walkthroughs_"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
 
 
 def free_ports(n: int) -> list[int]:

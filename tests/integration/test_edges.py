@@ -7,8 +7,6 @@ import os
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +28,10 @@ from tests.integration.dataflow_harness import (
     ended,
     expected_counts,
     free_ports,
+    get,
     init_recovery,
     recovery_args,
+    scrape,
     wait_for,
 )
 from tests.reference import expected_walkthroughs
@@ -430,26 +430,6 @@ def rss_mib(pid: int) -> float:
             return int(line.split()[1]) / 1024
     msg = f"no VmRSS for {pid}"
     raise AssertionError(msg)
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""  # not listening (yet)
-
-
-def scrape(port: int) -> dict[str, float]:
-    _, text = get(f"http://127.0.0.1:{port}/metrics")
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("walkthroughs_"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
 
 
 class Seen(NamedTuple):

@@ -16,6 +16,7 @@ from tests.integration.dataflow_harness import (
     free_ports,
     init_recovery,
     recovery_args,
+    scrape,
     wait_for,
 )
 from tests.reference import expected_walkthroughs
@@ -173,8 +174,6 @@ def test_mongo_outage_within_the_limit_is_ridden_out(
 
 
 def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path: Path) -> None:
-    import urllib.request
-
     sample = traffic.generate(seed=18, businesses=3, customers=300, start_ns=START_NS)
     (port,) = free_ports(1)
     proc = deployment.start(
@@ -191,21 +190,8 @@ def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path:
         deployment.feed(sample)
         total = len(sample.messages) + len(sample.walkins)
 
-        def scrape() -> dict[str, float]:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                    text = r.read().decode()
-            except OSError:
-                return {}
-            values: dict[str, float] = {}
-            for line in text.splitlines():
-                if line.startswith("walkthroughs_"):
-                    name, value = line.rsplit(" ", 1)
-                    values[name] = float(value)
-            return values
-
         def read_everything() -> dict[str, float] | None:
-            m = scrape()
+            m = scrape(port)
             read = sum(v for k, v in m.items() if k.startswith("walkthroughs_records_read_total"))
             emitted = m.get('walkthroughs_emitted_total{kind="first"}', 0)
             # The MongoDB sink writes after Kafka: wait for its first batch as well.
@@ -218,7 +204,7 @@ def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path:
         assert m['walkthroughs_dead_letters_total{reason="invalid timezone"}'] == 1
         assert m["walkthroughs_decision_latency_seconds_count"] > 0
         assert any(k.startswith("walkthroughs_consumer_lag{") for k in m)
-        assert wait_for(lambda: scrape().get("walkthroughs_state_customers", 0) > 0)
+        assert wait_for(lambda: scrape(port).get("walkthroughs_state_customers", 0) > 0)
         assert "walkthroughs_late_events_total" in m
     finally:
         proc.send_signal(signal.SIGTERM)
