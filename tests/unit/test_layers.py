@@ -13,6 +13,8 @@ FORBIDDEN = {
     "schema.py": IO_AND_ENGINE | {"google", "walkthroughs"},
     "errors.py": IO_AND_ENGINE | {"google"},
     "codec.py": IO_AND_ENGINE,
+    "claims.py": IO_AND_ENGINE,
+    "redaction.py": IO_AND_ENGINE,
 }
 
 
