@@ -258,12 +258,25 @@ def start_kafka() -> subprocess.Popen[bytes]:
         f"{libs}/*",
     ]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         log(f"formatting Kafka storage in {data}")
         run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)])
     proc = spawn(KAFKA, [*java, "kafka.Kafka", str(props)], cwd=home)
     log(f"kafka started (pid {proc.pid}), waiting for it to answer on {HOST}:{KAFKA_PORT}")
     return proc
+
+
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id that the storage tool's argument parser accepts.
+
+    An id is 16 random bytes in URL-safe base64, so one in 64 starts with ``-`` and the tool's
+    parser reads it as an option ("argument --cluster-id/-t: expected one argument"). Kafka's own
+    ``Uuid.randomUuid`` draws again in that case; so do we.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def ferretdb_command(data: Path, port: int, *extra: str) -> list[str]:
