@@ -7,9 +7,12 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from walkthroughs.attribution import Engine
+from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
 
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
 
@@ -48,16 +51,18 @@ def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[floa
     return statistics.median(values), values
 
 
-def apply_events(shards: dict[str, Any], events: list[Any], now_ns: int, rules: Any) -> None:
-    """Feed events to their shards the way the dataflow routes them (for in-memory benches)."""
-    from walkthroughs.attribution import LIVE_CUSTOMERS, Shard, shard_of
-    from walkthroughs.schema import Origin
+def run_engine(
+    engine: Engine,
+    events: Sequence[MessageEvent | WalkInEvent],
+    now_ns: int,
+    batch: int | None = None,
+) -> None:
+    """Feed events to the engine, all read at ``now_ns``: in one batch, or ``batch`` at a time.
 
+    One batch is the engine's figure since the first release (every event applied in turn);
+    smaller batches add what a batch costs per shard, as the dataflow pays it.
+    """
     origin = Origin("bench", 0, 0, None, b"")
-    for e in events:
-        key = shard_of(e.business_id, e.customer_id)
-        shard = shards.get(key)
-        if shard is None:
-            shard = shards[key] = Shard()
-        shard.apply(e, origin, now_ns, rules)
-        shard.pack(keep=LIVE_CUSTOMERS)  # as the dataflow does after each batch
+    size = batch or max(1, len(events))
+    for first in range(0, len(events), size):
+        engine.process([(e, origin) for e in events[first : first + size]], now_ns)

@@ -33,8 +33,9 @@ from tests.hostile import hostile_record
 from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.app import tune_gc
-from walkthroughs.attribution import LIVE_CUSTOMERS, Rules, Shard, shard_of
+from walkthroughs.attribution import Engine, Event
 from walkthroughs.codec import decode_record
+from walkthroughs.config import DEFAULT_RULES
 from walkthroughs.schema import Attributed, DeadLetter, Origin
 from walkthroughs.sinks.kafka import dead_letter_record, producer_config, walkthrough_record
 from walkthroughs.sources.kafka import consumer_config
@@ -151,8 +152,7 @@ def run_raw_loop(name: str) -> float:
     consumer, ends = consume_all(kafka, topics)
     producer = Producer(producer_config(kafka, delivery_timeout_s=60))
     message_topics = frozenset(topics[:2])
-    rules = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
-    shards: dict[str, Shard] = {}
+    engine = Engine(DEFAULT_RULES)
     out_topic, dlq_topic = f"{name}-out", f"{name}-dlq"
     remaining = dict(ends)
 
@@ -170,6 +170,7 @@ def run_raw_loop(name: str) -> float:
         batch = consumer.consume(10_000, timeout=1.0)
         now = time.time_ns()
         outputs: list[Attributed | DeadLetter] = []
+        events: list[Event] = []
         for m in batch:
             topic, p, offset = m.topic(), m.partition(), m.offset()
             if m.error() is not None or topic is None or p is None or offset is None:
@@ -179,19 +180,12 @@ def run_raw_loop(name: str) -> float:
             if isinstance(decoded, DeadLetter):
                 outputs.append(decoded)
             else:
-                event = decoded[0]
-                key = shard_of(event.business_id, event.customer_id)
-                shard = shards.get(key)
-                if shard is None:
-                    shard = shards[key] = Shard()
-                outputs += shard.apply(event, origin, now, rules)
-                shard.pack(keep=LIVE_CUSTOMERS)  # as the dataflow does after each batch
+                events.append(decoded)
             if offset + 1 >= ends[(topic, p)]:
                 remaining.pop((topic, p), None)
+        outputs += engine.process(events, now)  # routed and batched per shard, as the dataflow
         emit(outputs)
-    now = time.time_ns()
-    for shard in shards.values():
-        emit(shard.decide_all(now, rules))
+    emit(engine.finish(time.time_ns()))
     producer.flush(60)
     consumer.close()
     return time.perf_counter() - started
@@ -205,8 +199,9 @@ def run_and_report(name: str, records: int, raw_s: float | None, *, mongo: bool)
         if raw_s is not None:
             figures["ratio_to_raw"] = round(raw_s / secs, 3)
         if mongo:
-            collection = pymongo.MongoClient(MONGO_URI)[name.replace("-", "")]["walkthroughs"]
-            docs = collection.estimated_document_count()
+            client: pymongo.MongoClient[dict[str, object]]
+            with pymongo.MongoClient(MONGO_URI) as client:
+                docs = client[name.replace("-", "")]["walkthroughs"].estimated_document_count()
             figures.update(mongo_docs=docs, mongo_docs_per_s=round(docs / secs))
         report(
             "e2e",

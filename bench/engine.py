@@ -8,17 +8,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import apply_events, median_of, report
+from bench.common import median_of, report, run_engine
 from walkthroughs import traffic
-from walkthroughs.attribution import Rules, Shard
-
-RULES = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
+from walkthroughs.attribution import Engine
+from walkthroughs.config import DEFAULT_RULES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=None, help="events per batch (all: one)")
     args = parser.parse_args()
     sample = traffic.generate(
         seed=1,
@@ -30,17 +30,20 @@ def main() -> None:
     events = sample.events + sample.events[: len(sample.events) // 10]  # ~10% duplicates
 
     def once() -> float:
-        shards: dict[str, Shard] = {}
+        engine = Engine(DEFAULT_RULES)
         now = time.time_ns()
         started = time.perf_counter()
-        apply_events(shards, events, now, RULES)
-        for shard in shards.values():
-            shard.decide_all(now, RULES)
+        run_engine(engine, events, now, args.batch)
+        engine.finish(now)
         return len(events) / (time.perf_counter() - started)
 
     median, values = median_of(args.runs, once)
     report(
-        "engine", events=len(events), events_per_s=round(median), runs=[round(v) for v in values]
+        "engine",
+        events=len(events),
+        batch=args.batch or len(events),
+        events_per_s=round(median),
+        runs=[round(v) for v in values],
     )
 
 

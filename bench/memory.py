@@ -16,12 +16,12 @@ import gc
 import resource
 import time
 
-from bench.common import apply_events, report
+from bench.common import report, run_engine
 from walkthroughs import traffic
-from walkthroughs.attribution import Rules, Shard
+from walkthroughs.attribution import Engine, Shard
 from walkthroughs.codec import decode_message, decode_walkin
-
-RULES = Rules(7 * traffic.DAY, 30 * 10**9, 86400 * 10**9)
+from walkthroughs.config import DEFAULT_RULES
+from walkthroughs.schema import MessageEvent, WalkInEvent
 
 
 def rss_bytes() -> int:
@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     args = parser.parse_args()
     start = time.time_ns() - 3 * traffic.DAY
-    shards: dict[str, Shard] = {}
+    engine = Engine(DEFAULT_RULES)
+    shards = engine.shards
     baseline = rss_bytes()
     now = time.time_ns()
     chunk = 100_000
@@ -49,9 +50,9 @@ def main() -> None:
             prefix=f"c{first}-",
         )
         # Decoded from their wire bytes, as the dataflow gets them (strings shared as in decode).
-        events = [decode_message(v) for _, v in sample.messages]
+        events: list[MessageEvent | WalkInEvent] = [decode_message(v) for _, v in sample.messages]
         events += [decode_walkin(v) for _, v in sample.walkins]
-        apply_events(shards, events, now, RULES)
+        run_engine(engine, events, now)
         for shard in shards.values():  # an epoch ends: what the dataflow does at a snapshot
             shard.snapshot()
         del events
@@ -66,7 +67,7 @@ def main() -> None:
     state_rss = rss_bytes() - baseline
 
     started = time.perf_counter()
-    blobs = [s.dump() for s in shards.values()]  # serialized as Bytewax stores them
+    blobs = [s.snapshot().blob() for s in shards.values()]  # serialized as Bytewax stores them
     dump_s = time.perf_counter() - started
     snapshot_bytes = sum(len(b) for b in blobs)
     started = time.perf_counter()
@@ -85,7 +86,7 @@ def main() -> None:
         prefix="steady-",
     )
     started = time.perf_counter()
-    apply_events(shards, steady.events, now, RULES)
+    run_engine(engine, steady.events, now)
     steady_rate = len(steady.events) / (time.perf_counter() - started)
 
     report(

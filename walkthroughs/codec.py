@@ -14,7 +14,6 @@ empty (UTC). Unknown fields are ignored (forward compatibility with newer produc
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
-from functools import lru_cache
 from importlib import resources
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -23,6 +22,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
+from walkthroughs.caches import BoundedCache, memoize
 from walkthroughs.errors import DecodeError
 from walkthroughs.schema import (
     CHANNEL_NUMBERS,
@@ -194,18 +194,22 @@ def encode_walkin(w: WalkInEvent, *, timezone: str = "", ended_at_ns: int | None
 def local_date(at_ns: int, timezone: str) -> str:
     """Return ``YYYY-MM-DD`` of an instant in an IANA zone ("" is UTC).
 
+    The local date is constant within a UTC minute: from 2000 to 2100 every zone's offset is a
+    whole number of minutes and changes only on minute boundaries. Caching per minute turns the
+    costly zone arithmetic into a dictionary lookup for all events of that minute.
+
     Raises:
         DecodeError: the zone is unknown.
     """
-    return _local_date_of_minute(at_ns // (60 * NS_PER_S), timezone)
+    key = (at_ns // (60 * NS_PER_S), timezone)
+    found = _LOCAL_DATES.get(key)
+    if found is None:
+        day = datetime.fromtimestamp(key[0] * 60, zone(timezone)).date().isoformat()
+        found = _LOCAL_DATES.put(key, day)
+    return found
 
 
-@lru_cache(maxsize=65536)
-def _local_date_of_minute(minute: int, timezone: str) -> str:
-    # The local date is constant within a UTC minute: from 2000 to 2100 every zone's offset is a
-    # whole number of minutes and changes only on minute boundaries. Caching per minute turns
-    # the costly zone arithmetic into a dictionary lookup for all events of that minute.
-    return datetime.fromtimestamp(minute * 60, zone(timezone)).date().isoformat()
+_LOCAL_DATES: BoundedCache[tuple[int, str], str] = BoundedCache("local_dates", 65_536)
 
 
 TZDATA_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
@@ -217,7 +221,7 @@ other names, or compute other dates, than a pod on a slim image. Zones are there
 the pinned package only, and a name it does not list is invalid everywhere alike."""
 
 
-@lru_cache(maxsize=4096)
+@memoize("zones", 4096)
 def zone(name: str) -> tzinfo:
     """Resolve an IANA zone name once ("" is UTC); names ``tzdata`` lacks raise ``DecodeError``."""
     if not name:

@@ -408,3 +408,8 @@ def _fmt(value: timedelta) -> str:
         if count:
             out.append(f"{count}{unit}")
     return "".join(out)
+
+
+DEFAULT_RULES = Settings().rules()
+"""The attribution timing of the default settings (7 d window, 30 s hold, 24 h allowed
+lateness): what benchmarks and tools use when nothing is configured."""

@@ -23,12 +23,14 @@ from bytewax.outputs import Sink
 
 from walkthroughs import metrics
 from walkthroughs.attribution import (
-    LIVE_CUSTOMERS,
+    Event,
     Output,
     Rules,
     Shard,
     ShardSnapshot,
     customer_hash,
+    finish,
+    process_batch,
     shard_of,
 )
 from walkthroughs.claims import Claims, id_shard, reused
@@ -37,14 +39,12 @@ from walkthroughs.codec import decode_record
 from walkthroughs.schema import (
     Attributed,
     DeadLetter,
-    MessageEvent,
     Origin,
     Reason,
     WalkInEvent,
     Walkthrough,
 )
 
-Event = tuple[MessageEvent | WalkInEvent, Origin]
 NS = 1_000_000_000
 
 
@@ -124,24 +124,19 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
     def on_batch(self, values: list[Event]) -> tuple[list[Output], bool]:
         """Apply the batch's events, then whatever fell due meanwhile."""
         now = self._now()
-        out: list[Output] = []
-        for event, origin in values:
-            out += self._shard.apply(event, origin, now, self._rules)
-        out += self._shard.expire(now, self._rules)
-        self._shard.pack(keep=LIVE_CUSTOMERS)
+        out = process_batch(self._shard, values, now, self._rules)
         return self._measured(out, now), self._discard()
 
     def on_notify(self) -> tuple[list[Output], bool]:
         """Decide and let go of what is due."""
         now = self._now()
-        out = self._shard.expire(now, self._rules)
-        self._shard.pack(keep=LIVE_CUSTOMERS)
+        out = process_batch(self._shard, (), now, self._rules)
         return self._measured(out, now), self._discard()
 
     def on_eof(self) -> tuple[list[Output], bool]:
         """Make every pending first decision (input ended: bounded mode)."""
         now = self._now()
-        return self._measured(self._shard.decide_all(now, self._rules), now), self._discard()
+        return self._measured(finish(self._shard, now, self._rules), now), self._discard()
 
     def notify_at(self) -> datetime | None:
         """Wake at the next deadline, rounded up to the flush grid so timers fire together."""

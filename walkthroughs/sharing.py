@@ -6,8 +6,9 @@ snapshot: a snapshot is per shard, so unpickling would otherwise make one copy p
 
 from __future__ import annotations
 
-_SHARED: dict[str, str] = {}
-_SHARED_MAX = 200_000
+from walkthroughs.caches import BoundedCache
+
+_SHARED: BoundedCache[str, str] = BoundedCache("shared_strings", 200_000)
 
 
 def shared(value: str) -> str:
@@ -15,12 +16,7 @@ def shared(value: str) -> str:
 
     Business ids, campaigns, locations and dates repeat across millions of retained events;
     sharing one copy of each saves tens of bytes per event. Bounded (unlike ``sys.intern``,
-    whose strings are immortal on newer Pythons): the pool starts over when it is full.
+    whose strings are immortal on newer Pythons): see ``walkthroughs.caches``.
     """
     found = _SHARED.get(value)
-    if found is not None:
-        return found
-    if len(_SHARED) >= _SHARED_MAX:
-        _SHARED.clear()
-    _SHARED[value] = value
-    return value
+    return _SHARED.put(value, value) if found is None else found

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY
 
-from walkthroughs.attribution import Rules, Shard, customer_key
+from walkthroughs.attribution import Event, Rules, Shard, customer_key
 from walkthroughs.claims import Claims
 from walkthroughs.clock import FakeClock
 from walkthroughs.flow import AttributeLogic, ClaimLogic
@@ -46,7 +46,7 @@ def test_snapshot_is_a_copy_that_later_events_do_not_change() -> None:
 def test_eof_decides_pending_walkins_and_notify_decides_due_ones() -> None:
     clock = FakeClock(T0)
     adapter = logic(clock)
-    events = [
+    events: list[Event] = [
         (MessageEvent("m", "b", "c", T0 - S, 1, ""), ORIGIN),
         (WalkInEvent("w1", "b", "c", "", T0, "2030-03-17"), ORIGIN),
     ]

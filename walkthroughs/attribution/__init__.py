@@ -1,0 +1,47 @@
+"""Attribution, early then exact: pure logic over per-customer state (no I/O, no Bytewax).
+
+In data-path order:
+
+* ``rules``: the timing parameters and the deadlines they give;
+* ``keys``: a customer's key and its state shard;
+* ``records``: the layouts of retained messages, walk-ins and ghosts;
+* ``batch``: one batch's instant and its decisions, coalesced per walk-in;
+* ``customer``: the rule for one customer with few events (tuples);
+* ``crowded``: the same rule over sorted indexes, for hot keys (O(log n) per event);
+* ``store``: a shard of customers, live or packed, copy-on-write, with timers;
+* ``snapshot``: the recovery format (version, compression, restore);
+* ``engine``: the one loop everything runs: ``process_batch``.
+"""
+
+from __future__ import annotations
+
+from walkthroughs.attribution.batch import Output
+from walkthroughs.attribution.engine import Engine, Event, finish, process_batch
+from walkthroughs.attribution.keys import (
+    STATE_SHARDS,
+    CustomerKey,
+    customer_hash,
+    customer_key,
+    shard_of,
+    split_customer_key,
+)
+from walkthroughs.attribution.rules import Rules
+from walkthroughs.attribution.store import LIVE_CUSTOMERS, Shard, ShardSnapshot
+
+__all__ = [
+    "LIVE_CUSTOMERS",
+    "STATE_SHARDS",
+    "CustomerKey",
+    "Engine",
+    "Event",
+    "Output",
+    "Rules",
+    "Shard",
+    "ShardSnapshot",
+    "customer_hash",
+    "customer_key",
+    "finish",
+    "process_batch",
+    "shard_of",
+    "split_customer_key",
+]
