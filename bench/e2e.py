@@ -29,8 +29,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.common import report
-from tests.hostile import hostile_record
-from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.app import tune_gc
 from walkthroughs.attribution import Engine, Event
@@ -39,6 +37,8 @@ from walkthroughs.config import DEFAULT_RULES
 from walkthroughs.schema import Attributed, DeadLetter, Origin
 from walkthroughs.sinks.kafka import dead_letter_record, producer_config, walkthrough_record
 from walkthroughs.sources.kafka import consumer_config
+from walkthroughs.testing.hostile import hostile_record
+from walkthroughs.testing.ports import free_ports
 from walkthroughs.topics import ensure_topics, produce
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,11 +21,11 @@ from confluent_kafka import Producer
 
 from bench.common import report
 from bench.e2e import BOOTSTRAP, PARTITIONS, env
-from tests.integration.dataflow_harness import free_ports
 from walkthroughs import traffic
 from walkthroughs.codec import encode_message, encode_walkin
 from walkthroughs.schema import MessageEvent, WalkInEvent
 from walkthroughs.sinks.kafka import producer_config
+from walkthroughs.testing.ports import free_ports
 from walkthroughs.topics import ensure_topics, produce
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,8 +30,8 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import report
 from bench.e2e import BOOTSTRAP, PARTITIONS, REPO, env
-from tests.integration.dataflow_harness import init_recovery, latest_shard_snapshots
 from walkthroughs import traffic
+from walkthroughs.testing.recovery import init_recovery, latest_shard_snapshots
 from walkthroughs.topics import ensure_topics, produce
 
 LIVE_SHARE = 0.9  # the generator gives about 90% of its customers at least one event

@@ -8,8 +8,6 @@ reading every output back.
 from __future__ import annotations
 
 import os
-import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -175,32 +173,6 @@ def expected_counts(walkthroughs: Mapping[str, Walkthrough]) -> list[dict[str, A
     ]
 
 
-def init_recovery(folder: Path, partitions: int) -> Path:
-    """Create a Bytewax recovery store of ``partitions`` partitions (once per store)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "bytewax.recovery", str(folder), str(partitions)], check=True
-    )
-    return folder
-
-
-def latest_shard_snapshots(store: Path) -> list[bytes | None]:
-    """The latest snapshot of every state key of the attribute step in a recovery store, as
-    stored (``pickle.loads`` gives the ``Shard``), or None for a key discarded then."""
-    snapshots: list[bytes | None] = []
-    for part in store.glob("*.sqlite3"):
-        db = sqlite3.connect(part)
-        rows = db.execute(
-            "SELECT ser_change FROM snaps s WHERE step_id LIKE '%attribute' AND snap_epoch = "
-            "(SELECT MAX(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id "
-            "AND t.state_key = s.state_key)"
-        ).fetchall()
-        db.close()
-        # Bytewax pickles what snapshot() returned: a ShardSnapshot, which unpickles as a Shard.
-        snapshots += [change for (change,) in rows]
-    return snapshots
-
-
 def recovery_args(folder: Path, *, workers: int = 1) -> list[str]:
     """Arguments of a run that snapshots every second and keeps no extra history."""
     return ["-w", str(workers), "-r", str(folder), "-s", "1", "-b", "0"]
@@ -278,14 +250,3 @@ def scrape(port: int) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
-
-
-def free_ports(n: int) -> list[int]:
-    """Ports nothing listens on now (for Bytewax cluster addresses and the API server)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports

@@ -21,13 +21,12 @@ from tests.integration.dataflow_harness import (
     assert_exact,
     chunks,
     expected_counts,
-    free_ports,
-    init_recovery,
-    latest_shard_snapshots,
     recovery_args,
 )
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
+from walkthroughs.testing.ports import free_ports
+from walkthroughs.testing.recovery import init_recovery, latest_shard_snapshots
 
 
 def test_kill_9_anywhere_then_resume_is_exact(deployment: Deployment, tmp_path: Path) -> None:
@@ -124,9 +123,9 @@ def test_replay_through_the_backfill_topics_changes_nothing(
 def test_hostile_input_goes_to_the_dlq_and_valid_records_are_unaffected(
     deployment: Deployment,
 ) -> None:
-    from tests.hostile import hostile_record
     from walkthroughs.codec import decode_record
     from walkthroughs.schema import DeadLetter, Origin
+    from walkthroughs.testing.hostile import hostile_record
 
     rng = random.Random(99)
     sample = traffic.generate(

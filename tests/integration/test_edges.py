@@ -27,9 +27,7 @@ from tests.integration.dataflow_harness import (
     assert_exact,
     ended,
     expected_counts,
-    free_ports,
     get,
-    init_recovery,
     recovery_args,
     scrape,
     wait_for,
@@ -38,6 +36,8 @@ from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 from walkthroughs.codec import encode_message, encode_walkin, to_mongo_doc
 from walkthroughs.schema import MessageEvent, WalkInEvent
+from walkthroughs.testing.ports import free_ports
+from walkthroughs.testing.recovery import init_recovery
 from walkthroughs.topics import Record, ensure_topics
 
 GARBAGE_BYTES = 5_000_000  # five times a producer's default message.max.bytes

@@ -13,14 +13,14 @@ from tests.integration.dataflow_harness import (
     Deployment,
     assert_exact,
     ended,
-    free_ports,
-    init_recovery,
     recovery_args,
     scrape,
     wait_for,
 )
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
+from walkthroughs.testing.ports import free_ports
+from walkthroughs.testing.recovery import init_recovery
 
 
 def test_sigterm_stops_promptly_and_a_restart_completes(

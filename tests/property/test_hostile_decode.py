@@ -7,9 +7,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.hostile import field, hostile_record
 from walkthroughs.codec import decode_record
 from walkthroughs.schema import DeadLetter, Origin
+from walkthroughs.testing.hostile import field, hostile_record
 
 TOPICS = frozenset({"m"})
 

@@ -1,4 +1,5 @@
-"""Imports point one way: the pure modules never reach I/O libraries or the engine."""
+"""Imports point one way: the pure modules never reach I/O libraries or the engine, and the
+service never reaches the test support (``walkthroughs.testing``, where I/O is allowed)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,53 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "walkthroughs"
 IO_AND_ENGINE = {"bytewax", "confluent_kafka", "pymongo", "orjson", "socket", "os", "requests"}
+TEST_SUPPORT = "walkthroughs.testing"
 FORBIDDEN = {
     "schema.py": IO_AND_ENGINE | {"google", "walkthroughs"},
     "errors.py": IO_AND_ENGINE | {"google"},
-    "codec.py": IO_AND_ENGINE,
-    "claims.py": IO_AND_ENGINE,
-    "redaction.py": IO_AND_ENGINE,
+    "codec.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    "claims.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    "redaction.py": IO_AND_ENGINE | {TEST_SUPPORT},
 }
+# Every module of the service: all of the package but the test support and the generated code.
+SERVICE = sorted(
+    str(path.relative_to(PACKAGE))
+    for path in PACKAGE.rglob("*.py")
+    if path.relative_to(PACKAGE).parts[0] not in {"testing", "_pb"}
+)
 
 
-def imported_roots(path: Path) -> set[str]:
-    roots = set()
+def imported_modules(path: Path) -> set[str]:
+    """The absolute module names a file imports (``from a.b import c`` names ``a.b``)."""
+    modules = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
+            modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+            modules.add(node.module)
+    return modules
+
+
+def reaches(modules: set[str], package: str) -> bool:
+    """Whether any of ``modules`` is ``package`` or inside it."""
+    return any(m == package or m.startswith(f"{package}.") for m in modules)
 
 
 @pytest.mark.parametrize("module", sorted(FORBIDDEN))
 def test_pure_module_imports_no_io(module: str) -> None:
-    bad = imported_roots(PACKAGE / module) & FORBIDDEN[module]
+    imported = imported_modules(PACKAGE / module)
+    bad = {package for package in FORBIDDEN[module] if reaches(imported, package)}
     assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_service_modules_are_all_found() -> None:
+    assert set(FORBIDDEN) <= set(SERVICE)
+    assert {"app.py", "flow.py", "sinks/mongo.py", "sources/kafka.py"} <= set(SERVICE)
+    assert not [m for m in SERVICE if m.startswith(("testing/", "_pb/"))]
+
+
+@pytest.mark.parametrize("module", SERVICE)
+def test_service_never_imports_test_support(module: str) -> None:
+    assert not reaches(imported_modules(PACKAGE / module), TEST_SUPPORT), (
+        f"{module} imports {TEST_SUPPORT}: test support must not ship into the dataflow's path"
+    )
