@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from walkthroughs.schema import MessageEvent, WalkInEvent, Walkthrough
 
-E = TypeVar("E")
+
+class OfACustomer(Protocol):
+    """An event of one customer of one business (what ids are unique within)."""
+
+    @property
+    def business_id(self) -> str: ...
+    @property
+    def customer_id(self) -> str: ...
+
+
+E = TypeVar("E", bound=OfACustomer)
 
 
 def first_by_id(events: Iterable[object], kind: type[E], id_of: Callable[[E], str]) -> list[E]:
@@ -18,7 +28,7 @@ def first_by_id(events: Iterable[object], kind: type[E], id_of: Callable[[E], st
     seen: dict[tuple[str, str, str], E] = {}
     for e in events:
         if isinstance(e, kind):
-            seen.setdefault((e.business_id, e.customer_id, id_of(e)), e)  # type: ignore[attr-defined]
+            seen.setdefault((e.business_id, e.customer_id, id_of(e)), e)
     return list(seen.values())
 
 

@@ -35,9 +35,11 @@ def test_hostile_records_decode_or_dead_letter(seed: int, walkin: bool) -> None:
         max_size=12,
     )
 )
-def test_random_wire_fields_decode_or_dead_letter(fields: list[tuple[int, int, object]]) -> None:
+def test_random_wire_fields_decode_or_dead_letter(
+    fields: list[tuple[int, int, int | bytes]],
+) -> None:
     raw = b"".join(
-        field(n, wt, v if (wt == 2) == isinstance(v, bytes) else (0 if wt != 2 else b""))  # type: ignore[arg-type]
+        field(n, wt, v if (wt == 2) == isinstance(v, bytes) else (0 if wt != 2 else b""))
         for n, wt, v in fields
     )
     for topic in ("m", "w"):

@@ -6,6 +6,7 @@ import zoneinfo
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Literal, TypedDict, Unpack, cast
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,8 +24,41 @@ def ts(seconds: int = T0_S, nanos: int = 789) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=nanos)
 
 
-def message(**overrides: object) -> pb.ZenreachMessage:
-    fields: dict[str, object] = {
+class MessageFields(TypedDict, total=False):
+    """The fields of a ``ZenreachMessage``; None leaves one out (protobuf reads None as unset)."""
+
+    message_id: str | None
+    business_id: str | None
+    customer_id: str | None
+    channel: pb.Channel | None
+    sent_at: Timestamp | None
+    campaign_id: str | None
+
+
+class WalkInFields(TypedDict, total=False):
+    """The fields of a ``WalkIn``; None leaves one out."""
+
+    walkin_id: str | None
+    business_id: str | None
+    customer_id: str | None
+    location_id: str | None
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
+    timezone: str | None
+
+
+MessageIdField = Literal["message_id", "business_id", "customer_id", "campaign_id"]
+WalkInIdField = Literal["walkin_id", "business_id", "customer_id", "location_id"]
+
+
+def unnamed_channel(number: int) -> pb.Channel:
+    """A channel number the schema does not name. Protobuf enums are open (any int32 travels),
+    but the generated stubs type a field as the named values only."""
+    return cast("pb.Channel", number)
+
+
+def message(**overrides: Unpack[MessageFields]) -> pb.ZenreachMessage:
+    fields: MessageFields = {
         "message_id": "m-1",
         "business_id": "b-1",
         "customer_id": "c-1",
@@ -33,11 +67,11 @@ def message(**overrides: object) -> pb.ZenreachMessage:
         "campaign_id": "camp",
     }
     fields.update(overrides)
-    return pb.ZenreachMessage(**{k: v for k, v in fields.items() if v is not None})
+    return pb.ZenreachMessage(**fields)
 
 
-def walkin(**overrides: object) -> pb.WalkIn:
-    fields: dict[str, object] = {
+def walkin(**overrides: Unpack[WalkInFields]) -> pb.WalkIn:
+    fields: WalkInFields = {
         "walkin_id": "w-1",
         "business_id": "b-1",
         "customer_id": "c-1",
@@ -47,7 +81,21 @@ def walkin(**overrides: object) -> pb.WalkIn:
         "timezone": "America/New_York",
     }
     fields.update(overrides)
-    return pb.WalkIn(**{k: v for k, v in fields.items() if v is not None})
+    return pb.WalkIn(**fields)
+
+
+def message_with(field_name: MessageIdField, value: str) -> pb.ZenreachMessage:
+    """``message()`` with one of its id fields set to ``value``."""
+    overrides: MessageFields = {}
+    overrides[field_name] = value
+    return message(**overrides)
+
+
+def walkin_with(field_name: WalkInIdField, value: str) -> pb.WalkIn:
+    """``walkin()`` with one of its id fields set to ``value``."""
+    overrides: WalkInFields = {}
+    overrides[field_name] = value
+    return walkin(**overrides)
 
 
 def test_decode_message_keeps_every_field() -> None:
@@ -74,7 +122,7 @@ def test_empty_timezone_means_utc() -> None:
     [{"campaign_id": None}, {"channel": pb.CHANNEL_UNSPECIFIED}],
     ids=["no-campaign", "channel-unspecified"],
 )
-def test_optional_message_fields_may_be_absent(optional: dict[str, object]) -> None:
+def test_optional_message_fields_may_be_absent(optional: MessageFields) -> None:
     got = codec.decode_message(message(**optional).SerializeToString())
     assert got.message_id == "m-1"
 
@@ -84,7 +132,7 @@ def test_optional_message_fields_may_be_absent(optional: dict[str, object]) -> N
     [{"location_id": None}, {"ended_at": None}, {"timezone": None}],
     ids=["no-location", "no-ended-at", "no-timezone"],
 )
-def test_optional_walkin_fields_may_be_absent(optional: dict[str, object]) -> None:
+def test_optional_walkin_fields_may_be_absent(optional: WalkInFields) -> None:
     assert codec.decode_walkin(walkin(**optional).SerializeToString()).walkin_id == "w-1"
 
 
@@ -159,13 +207,13 @@ BAD_MESSAGES = [
     ),
     (
         "channel-5",
-        message(channel=5).SerializeToString(),
+        message(channel=unnamed_channel(5)).SerializeToString(),
         Reason.INVALID_CHANNEL,
         "invalid channel 5",
     ),
     (
         "channel-negative",
-        message(channel=-1).SerializeToString(),
+        message(channel=unnamed_channel(-1)).SerializeToString(),
         Reason.INVALID_CHANNEL,
         "invalid channel -1",
     ),
@@ -293,19 +341,19 @@ def test_channel_numbers_match_the_wire_enum() -> None:
 
 
 @pytest.mark.parametrize("field_name", ["message_id", "business_id", "customer_id", "campaign_id"])
-def test_message_id_longer_than_the_limit_is_a_bad_record(field_name: str) -> None:
-    at_limit = codec.decode_message(message(**{field_name: "é" * 512}).SerializeToString())
+def test_message_id_longer_than_the_limit_is_a_bad_record(field_name: MessageIdField) -> None:
+    at_limit = codec.decode_message(message_with(field_name, "é" * 512).SerializeToString())
     assert getattr(at_limit, field_name) == "é" * 512  # 1024 bytes of UTF-8: accepted
     with pytest.raises(DecodeError) as caught:
-        codec.decode_message(message(**{field_name: "é" * 512 + "x"}).SerializeToString())
+        codec.decode_message(message_with(field_name, "é" * 512 + "x").SerializeToString())
     assert caught.value.reason is Reason.ID_TOO_LONG
     assert str(caught.value) == f"id too long {field_name}: 1025 bytes, at most 1024"
 
 
 @pytest.mark.parametrize("field_name", ["walkin_id", "business_id", "customer_id", "location_id"])
-def test_walkin_id_longer_than_the_limit_is_a_bad_record(field_name: str) -> None:
+def test_walkin_id_longer_than_the_limit_is_a_bad_record(field_name: WalkInIdField) -> None:
     with pytest.raises(DecodeError) as caught:
-        codec.decode_walkin(walkin(**{field_name: "w" * 600_000}).SerializeToString())
+        codec.decode_walkin(walkin_with(field_name, "w" * 600_000).SerializeToString())
     assert str(caught.value) == f"id too long {field_name}: 600000 bytes, at most 1024"
 
 

@@ -3,6 +3,9 @@ client against a port where nothing listens)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypedDict, Unpack
+
 import pytest
 from pymongo import MongoClient
 
@@ -26,12 +29,20 @@ def test_kafka_sink_raises_when_deliveries_fail() -> None:
         part.write_batch([("0001", Attributed(W, 0, False))])  # returns only once acknowledged
 
 
-def _unreachable_mongo(**kwargs: object) -> MongoOutput:
+class RetryOptions(TypedDict, total=False):
+    """The settings of ``MongoOutput`` that these tests choose."""
+
+    retry_limit_s: float
+    sleep: Callable[[float], None]
+    monotonic: Callable[[], float]
+
+
+def _unreachable_mongo(**kwargs: Unpack[RetryOptions]) -> MongoOutput:
     return MongoOutput(
         "mongodb://127.0.0.1:1",
         "db",
         client_factory=lambda uri, timeout_s: MongoClient(uri, serverSelectionTimeoutMS=50),
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
