@@ -119,7 +119,7 @@ def run(hold_s: int, walkins: int, rate: float) -> dict[str, float]:
         proc.wait(timeout=60)
         from confluent_kafka.admin import AdminClient
 
-        AdminClient(kafka).delete_topics([f"{name}-{s}" for s in PARTITIONS])
+        AdminClient(dict(kafka)).delete_topics([f"{name}-{s}" for s in PARTITIONS])
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,7 +72,7 @@ class Deployment:
         ensure_topics(self.kafka, {self.topic(s): n for s, n in PARTITIONS.items()})
 
     def delete(self) -> None:
-        admin = AdminClient(self.kafka)
+        admin = AdminClient(dict(self.kafka))
         existing = set(admin.list_topics(timeout=30).topics)
         names = [self.topic(s) for s in PARTITIONS if self.topic(s) in existing]
         for future in (admin.delete_topics(names) if names else {}).values():
@@ -81,24 +81,32 @@ class Deployment:
         client.drop_database(self.name)
         client.close()
 
-    def produce(self, suffix: str, records: list[tuple[bytes, bytes | None]]) -> list[Produced]:
+    def produce(self, suffix: str, records: Sequence[tuple[bytes, bytes | None]]) -> list[Produced]:
         """Produce keyed records in order; return where each one landed."""
         topic = self.topic(suffix)
         return [(topic, p, o) for p, o in produce(self.kafka, topic, records)]
 
-    def feed(self, sample: Any) -> None:
+    def feed(self, sample: traffic.Traffic) -> None:
         """Produce a ``traffic.Traffic`` sample to the live topics (messages, then walk-ins)."""
         self.produce("m", sample.messages)
         self.produce("w", sample.walkins)
 
     def run(
-        self, *args: str, timeout_s: float = 300, **env: str
+        self,
+        *args: str,
+        timeout_s: float = 300,
+        env: Mapping[str, str] | None = None,
+        **overrides: str,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the dataflow to completion (bounded mode) and return the finished process."""
+        """Run the dataflow to completion (bounded mode) and return the finished process.
+
+        Its settings: ``env``, then ``overrides`` (``WALKTHROUGHS_X="..."``); naming one twice is
+        a TypeError, as with keyword arguments.
+        """
         return subprocess.run(
             [sys.executable, "-m", "bytewax.run", "dataflow", *args],
             cwd=REPO,
-            env=self.env(**env),
+            env=self.env(**(env or {}), **overrides),
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -106,14 +114,19 @@ class Deployment:
         )
 
     def cli(
-        self, *args: str, timeout_s: float = 120, **env: str
+        self,
+        *args: str,
+        timeout_s: float = 120,
+        env: Mapping[str, str] | None = None,
+        **overrides: str,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m walkthroughs ARGS`` with this deployment's settings (wide output:
-        a table cell wrapped over two lines would hide what a test greps for)."""
+        a table cell wrapped over two lines would hide what a test greps for); settings as in
+        ``run``."""
         return subprocess.run(
             [sys.executable, "-m", "walkthroughs", *args],
             cwd=REPO,
-            env={**self.env(**env), "COLUMNS": "1000"},
+            env={**self.env(**(env or {}), **overrides), "COLUMNS": "1000"},
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -178,13 +191,13 @@ def recovery_args(folder: Path, *, workers: int = 1) -> list[str]:
     return ["-w", str(workers), "-r", str(folder), "-s", "1", "-b", "0"]
 
 
-def chunks(items: list[Any], n: int) -> list[list[Any]]:
+T = TypeVar("T")
+
+
+def chunks(items: list[T], n: int) -> list[list[T]]:
     """Split a list into ``n`` consecutive parts of nearly equal size."""
     size = -(-len(items) // n)
     return [items[i * size : (i + 1) * size] for i in range(n)]
-
-
-T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], timeout_s: float = 90) -> T:

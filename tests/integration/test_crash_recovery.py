@@ -222,7 +222,7 @@ def test_recovery_store_stops_growing_under_key_churn(
             prefix=f"r{run}-",
         )
         deployment.feed(sample)
-        done = deployment.run(*recovery_args(recovery, workers=2), **short)
+        done = deployment.run(*recovery_args(recovery, workers=2), env=short)
         assert done.returncode == 0, done.stderr
         figures.append(stored_state(recovery))
     print(f"recovery store after each run (bytes, state keys, customers): {figures}")

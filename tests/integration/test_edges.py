@@ -57,7 +57,10 @@ def produce_compressed(deployment: Deployment, suffix: str, key: bytes, value: b
     )
     failures: list[object] = []
     producer.produce(
-        deployment.topic(suffix), value, key, on_delivery=lambda e, m: e and failures.append(e)
+        deployment.topic(suffix),
+        value,
+        key,
+        on_delivery=lambda e, _m: failures.append(e) if e else None,
     )
     assert producer.flush(30) == 0
     assert not failures
@@ -211,8 +214,8 @@ def test_secrets_never_reach_a_line_in_any_form(
     open_host = MONGO_URI.removeprefix("mongodb://").split("/")[0]
     for name, case in uri_cases(auth_mongo.host, open_host):
         env = {"WALKTHROUGHS_STARTUP_TIMEOUT": "3s", "WALKTHROUGHS_LOG_LEVEL": "DEBUG", **case}
-        run = deployment.run(timeout_s=120, **env)
-        doctor = deployment.cli("doctor", **env)
+        run = deployment.run(timeout_s=120, env=env)
+        doctor = deployment.cli("doctor", env=env)
         for what, proc in (("dataflow", run), ("doctor", doctor)):
             text = proc.stdout + proc.stderr
             assert not leaked(text), f"{name}: {what} printed {leaked(text)}:\n{text[-3000:]}"
@@ -327,7 +330,7 @@ def test_a_bad_setting_fails_at_startup_in_one_line_naming_it(
     try:
         for name, env, message in startup_cases(deployment, auth_mongo):
             started = time.monotonic()
-            run = deployment.run(timeout_s=60, WALKTHROUGHS_STARTUP_TIMEOUT="2s", **env)
+            run = deployment.run(timeout_s=60, env=env, WALKTHROUGHS_STARTUP_TIMEOUT="2s")
             elapsed = time.monotonic() - started
             lines = [line for line in run.stderr.splitlines() if not line.startswith("{")]
             assert run.returncode != 0, f"{name} started"
@@ -335,12 +338,12 @@ def test_a_bad_setting_fails_at_startup_in_one_line_naming_it(
             assert lines[0].startswith("walkthroughs: cannot start: "), lines
             assert message in lines[0], f"{name}: {lines[0]}"
             assert elapsed < 20, f"{name} took {elapsed:.0f}s"
-            doctor = deployment.cli("doctor", WALKTHROUGHS_STARTUP_TIMEOUT="2s", **env)
+            doctor = deployment.cli("doctor", env=env, WALKTHROUGHS_STARTUP_TIMEOUT="2s")
             assert doctor.returncode == 1, f"{name}: {doctor.stdout}"
             assert "Traceback" not in doctor.stdout + doctor.stderr, doctor.stderr
             assert message[:40] in doctor.stdout, f"{name}: {doctor.stdout}"
     finally:
-        admin = AdminClient(deployment.kafka)
+        admin = AdminClient(dict(deployment.kafka))
         admin.delete_topics([small])[small].result(timeout=30)
 
 

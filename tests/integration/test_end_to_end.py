@@ -24,8 +24,10 @@ from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 from walkthroughs.codec import to_mongo_doc
 
+Keyed = tuple[bytes, bytes | None]  # a record as produced: key, value (None: a tombstone)
 
-def split_live_backfill(records: list[tuple[bytes, bytes | None]], seed: int) -> tuple[list, list]:
+
+def split_live_backfill(records: list[Keyed], seed: int) -> tuple[list[Keyed], list[Keyed]]:
     rng = random.Random(seed)
     shuffled = records[:]
     rng.shuffle(shuffled)
@@ -87,7 +89,9 @@ def test_bounded_run_equals_the_rule(deployment: Deployment, workers: int) -> No
     )
 
 
-def test_walkins_first_then_messages_in_a_resumed_run(deployment: Deployment, tmp_path) -> None:
+def test_walkins_first_then_messages_in_a_resumed_run(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     """All walk-ins are read and decided (none attributed) before any message exists; a second
     bounded run resumes from recovery, reads only the messages, and revises every walk-in."""
     import subprocess
@@ -140,13 +144,17 @@ def test_live_run_emits_early_then_revises(deployment: Deployment, tmp_path: Pat
 
         deployment.produce("m", [(b"m-later", encode_message(later))])
         revised = wait_for(
-            lambda: (w := deployment.output().get("w-live")) and w.message_id == "m-later" and w
+            lambda: (
+                w
+                if (w := deployment.output().get("w-live")) and w.message_id == "m-later"
+                else None
+            )
         )
         assert revised.channel == Channel.SMS
         expected_counts = [
             {"business_id": "b", "date": walkin.local_date, "count": 1, "by_channel": {"SMS": 1}}
         ]
-        docs, _ = wait_for(lambda: (m := deployment.mongo())[1] == expected_counts and m)
+        docs, _ = wait_for(lambda: m if (m := deployment.mongo())[1] == expected_counts else None)
         assert [(d["_id"], d["message_id"], d["channel"]) for d in docs] == [
             ("w-live", "m-later", "SMS")
         ]

@@ -55,8 +55,8 @@ def test_keyed_round_trip_keeps_key_order_and_headers(kafka_bootstrap: str, topi
         {"bootstrap.servers": kafka_bootstrap, "group.id": topic, "enable.auto.commit": False}
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    seen: dict[bytes, list[int]] = defaultdict(list)
-    partitions_of: dict[bytes, set[int]] = defaultdict(set)
+    seen: dict[bytes | None, list[int]] = defaultdict(list)
+    partitions_of: dict[bytes | None, set[int | None]] = defaultdict(set)
     received = 0
     try:
         while received < RECORDS:
@@ -64,10 +64,16 @@ def test_keyed_round_trip_keeps_key_order_and_headers(kafka_bootstrap: str, topi
             assert batch, f"only {received} of {RECORDS} records came back"
             for msg in batch:
                 assert msg.error() is None
-                seen[msg.key()].append(int(msg.value()))
+                # What int() and dict() would fail on anyway, made explicit for the type checker.
+                value, headers = msg.value(), msg.headers()
+                assert value is not None
+                assert headers is not None
+                seen[msg.key()].append(int(value))
                 partitions_of[msg.key()].add(msg.partition())
-                assert dict(msg.headers())["error"] == b"missing field x"
-                assert int(dict(msg.headers())["source_offset"]) == int(msg.value())
+                assert dict(headers)["error"] == b"missing field x"
+                source_offset = dict(headers)["source_offset"]
+                assert source_offset is not None
+                assert int(source_offset) == int(value)
                 received += 1
     finally:
         consumer.close()

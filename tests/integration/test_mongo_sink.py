@@ -157,7 +157,7 @@ def test_a_recount_that_races_another_writer_starts_over(
         [wt(f"w{i}", f"m{i}", T - 60 * S, Channel.SMS, business="b1") for i in range(3)],
     )
     real_grouped = mongo.grouped_walkthroughs
-    raced = []
+    raced: list[bool] = []
 
     def grouped_then_raced(db: Database[Doc], pairs: set[tuple[str, str]]) -> Any:
         counted = real_grouped(db, pairs)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
 
 from tests.integration.dataflow_harness import (
     START_NS,
@@ -45,7 +46,7 @@ def test_sigterm_stops_promptly_and_a_restart_completes(
 
 
 def test_kafka_outage_longer_than_the_delivery_timeout_stops_loudly_then_restart_completes(
-    deployment: Deployment, stack: object, tmp_path: Path
+    deployment: Deployment, stack: ModuleType, tmp_path: Path
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=12, businesses=4, customers=600, start_ns=START_NS)
@@ -60,20 +61,20 @@ def test_kafka_outage_longer_than_the_delivery_timeout_stops_loudly_then_restart
     try:
         deployment.feed(sample)
         wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # inputs are being read
-        stack.stop(stack.KAFKA)  # type: ignore[attr-defined]  # walk-ins fall due meanwhile
+        stack.stop(stack.KAFKA)  # walk-ins fall due meanwhile
     finally:
         text = ended(proc, log)
     assert proc.returncode != 0
     assert '"event":"kafka_sink_failed"' in text
     assert "stopping so recovery replays" in text  # the error itself, not an abort
-    stack.up()  # type: ignore[attr-defined]
+    stack.up()
     final = deployment.run(*recovery_args(recovery, workers=2))
     assert final.returncode == 0, final.stderr
     assert_exact(deployment, sample)
 
 
 def test_short_kafka_outage_is_ridden_out(
-    deployment: Deployment, stack: object, tmp_path: Path
+    deployment: Deployment, stack: ModuleType, tmp_path: Path
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=13, businesses=4, customers=600, start_ns=START_NS)
@@ -92,8 +93,8 @@ def test_short_kafka_outage_is_ridden_out(
         deployment.produce("w", sample.walkins)
         deployment.produce("m", first)
         wait_for(lambda: len(deployment.output()) > 10)
-        stack.stop(stack.KAFKA)  # type: ignore[attr-defined]
-        stack.up()  # type: ignore[attr-defined]  # back well within the 30 s delivery timeout
+        stack.stop(stack.KAFKA)
+        stack.up()  # back well within the 30 s delivery timeout
         deployment.produce("m", second)
         assert proc.poll() is None, log.read_text()[-3000:]
         expected_n = len(expected_walkthroughs(sample.events, WINDOW_NS))
@@ -114,7 +115,7 @@ def test_short_kafka_outage_is_ridden_out(
 
 def _start_then_stop_mongo(
     deployment: Deployment,
-    stack: object,
+    stack: ModuleType,
     recovery: Path,
     log: Path,
     sample: traffic.Traffic,
@@ -131,12 +132,12 @@ def _start_then_stop_mongo(
     )
     deployment.feed(sample)
     wait_for(lambda: len(deployment.dead_letters()) >= sample.bad)  # inputs are being read
-    stack.stop(stack.FERRETDB)  # type: ignore[attr-defined]
+    stack.stop(stack.FERRETDB)
     return proc
 
 
 def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
-    deployment: Deployment, stack: object, tmp_path: Path
+    deployment: Deployment, stack: ModuleType, tmp_path: Path
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=14, businesses=4, customers=600, start_ns=START_NS)
@@ -148,14 +149,14 @@ def test_mongo_outage_is_retried_then_fails_loudly_past_the_limit(
     assert proc.returncode != 0
     assert "mongo_retry" in text
     assert "MongoDB unavailable for 3s" in text
-    stack.up()  # type: ignore[attr-defined]
+    stack.up()
     final = deployment.run(*recovery_args(recovery, workers=2))
     assert final.returncode == 0, final.stderr
     assert_exact(deployment, sample)
 
 
 def test_mongo_outage_within_the_limit_is_ridden_out(
-    deployment: Deployment, stack: object, tmp_path: Path
+    deployment: Deployment, stack: ModuleType, tmp_path: Path
 ) -> None:
     recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=15, businesses=4, customers=600, start_ns=START_NS)
@@ -164,7 +165,7 @@ def test_mongo_outage_within_the_limit_is_ridden_out(
     proc = _start_then_stop_mongo(deployment, stack, recovery, log, sample)
     try:
         wait_for(lambda: "mongo_retry" in log.read_text())  # it noticed, and it is retrying
-        stack.up()  # type: ignore[attr-defined]
+        stack.up()
         wait_for(lambda: len(deployment.mongo()[0]) == expected_n, timeout_s=180)
         assert proc.poll() is None, "the dataflow rode the outage out by itself"
     finally:
