@@ -23,6 +23,7 @@ from tests.integration.dataflow_harness import (
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 from walkthroughs.codec import to_mongo_doc
+from walkthroughs.testing.recovery import init_recovery
 
 Keyed = tuple[bytes, bytes | None]  # a record as produced: key, value (None: a tombstone)
 
@@ -94,12 +95,7 @@ def test_walkins_first_then_messages_in_a_resumed_run(
 ) -> None:
     """All walk-ins are read and decided (none attributed) before any message exists; a second
     bounded run resumes from recovery, reads only the messages, and revises every walk-in."""
-    import subprocess
-    import sys
-
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True)
+    recovery = init_recovery(tmp_path / "recovery", 2)
     sample = traffic.generate(seed=5, businesses=4, customers=200, start_ns=START_NS)
     deployment.produce("w", sample.walkins)
 
