@@ -34,7 +34,7 @@ proto: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy walkthroughs
+	$(BIN)/mypy walkthroughs tests bench
 
 ## unit: the fast tests that need no server
 unit: venv

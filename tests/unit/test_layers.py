@@ -17,6 +17,13 @@ FORBIDDEN = {
     "codec.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "claims.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "redaction.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    "caches.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    "sharing.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    # The attribution engine: pure logic, run by the Bytewax adapter in flow.py.
+    **{
+        f"attribution/{path.name}": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"}
+        for path in (PACKAGE / "attribution").glob("*.py")
+    },
 }
 # Every module of the service: all of the package but the test support and the generated code.
 SERVICE = sorted(
