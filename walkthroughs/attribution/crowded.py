@@ -153,19 +153,28 @@ class CrowdedCustomer:
         self.message_ids.add(message_id)
         self.message_queue.append(stored)
         sent = stored[M_SENT]
-        end = (sent + batch.rules.window_ns,)  # walk-ins it credits started in [sent, end)
+        # The walk-ins it credits started in [sent, sent + window). Of those, it beats the
+        # attribution of exactly the ones that started before the next message's sent_at: a
+        # walk-in started at or after that credits the next message, which beats this one.
+        # So the pass visits only walk-ins it improves, not every walk-in of a hot key.
+        window_end = sent + batch.rules.window_ns
+        after = next(self.messages.irange(stored, inclusive=(False, False)), None)
+        end = (window_end if after is None else min(window_end, after[M_SENT]),)
         walkins = self.walkins
         for _, walkin_id in self.walkin_starts.irange((sent,), end, inclusive=(True, False)):
             w = walkins[walkin_id]
             best = w[W_BEST]
-            if best is None or stored > best:
+            if best is None or stored > best:  # always, by the argument above; kept as a guard
                 w = walkins[walkin_id] = credited(w, stored)
                 if w[W_DECIDED]:
                     batch.revised(key, w, was_attributed=best is not None)
         if self.ghosts:
             candidate = (sent, message_id)
             missed: list[str] = []
-            for _, ghost_id in self.ghost_starts.irange((sent,), end, inclusive=(True, False)):
+            ghosts_in_window = self.ghost_starts.irange(
+                (sent,), (window_end,), inclusive=(True, False)
+            )
+            for _, ghost_id in ghosts_in_window:
                 if beats(candidate, self.ghosts[ghost_id][G_KEY]):
                     missed.append(ghost_id)
                     if len(missed) == LATE_IDS_LISTED:
