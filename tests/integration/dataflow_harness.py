@@ -217,7 +217,14 @@ START_NS = time.time_ns() - 3 * traffic.DAY  # sample traffic covers the three d
 
 def assert_exact(deployment: Deployment, sample: traffic.Traffic) -> dict[str, object]:
     expected = expected_walkthroughs(sample.events, WINDOW_NS)
-    assert deployment.output() == expected
+    output = deployment.output()
+    missing = sorted(set(expected) - set(output))
+    extra = sorted(set(output) - set(expected))
+    different = sorted(w for w in set(output) & set(expected) if output[w] != expected[w])
+    assert output == expected, (
+        f"{len(output)} vs {len(expected)} walkthroughs on the topic; missing {missing[:5]}, "
+        f"extra {extra[:5]}, different {[(output[w], expected[w]) for w in different[:2]]}"
+    )
     docs, counts = deployment.mongo()
     want = [to_mongo_doc(w) for _, w in sorted(expected.items())]
     wrong = [(d, w) for d, w in zip(docs, want, strict=False) if d != w]

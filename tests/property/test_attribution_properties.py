@@ -141,6 +141,9 @@ def test_final_output_equals_the_rule(
             for key, items in routed.items():
                 if key in shards and data.draw(st.integers(0, 9)) == 0:  # snapshot + restore
                     shards[key] = pickle.loads(pickle.dumps(shards[key]))
+                    # ... by a process with another hold: deadlines follow the new setting
+                    hold = data.draw(st.integers(0, 5)) * UNIT
+                    rules = Rules(rules.window_ns, hold, rules.lateness_ns)
                 if key not in shards:  # a small live limit makes customers pack between batches
                     shards[key] = Shard(live_limit=data.draw(st.integers(0, 3)))
                 take(process_batch(shards[key], items, now, rules))

@@ -209,6 +209,21 @@ def test_hold_and_lateness_changed_across_a_restart_count_from_the_read_time() -
     assert state.records()[1] == ()  # let go after the new allowed lateness, from its read
 
 
+@pytest.mark.parametrize("new_hold", [HOLD * 10, HOLD // 10], ids=["longer", "shorter"])
+def test_end_of_input_after_a_restart_with_another_hold_still_decides_everything(
+    new_hold: int,
+) -> None:
+    """A longer hold reschedules pending walk-ins past the last decision scheduled before the
+    restart: end of input must still find them (a crash test caught this on the real stack)."""
+    shard = Shard()
+    step(shard, msg("m1", T - H), 0)
+    step(shard, walkin(), 0)
+    restored: Shard = pickle.loads(pickle.dumps(shard.snapshot()))
+    rules = Rules(WINDOW, new_hold, LATENESS)
+    ticked = tick(restored, HOLD, rules)  # the restored timer fires: due under the new hold?
+    assert ids([*ticked, *finish(restored, HOLD, rules)]) == [("w", "m1")]
+
+
 def test_duplicates_are_ignored() -> None:
     shard = Shard()
     step(shard, msg("m1", T - H), 0)
@@ -315,7 +330,7 @@ def test_every_walkin_field_survives_a_pickle_round_trip() -> None:
 
 
 def test_a_snapshot_of_another_state_format_is_refused_with_a_reason() -> None:
-    blob = encode((STATE_FORMAT + 1, {}, 0, 0, 0))
+    blob = encode((STATE_FORMAT + 1, {}, 0, 0, 0, 0))
     with pytest.raises(ValueError, match=f"state format {STATE_FORMAT + 1}"):
         Shard.restore(blob)
 

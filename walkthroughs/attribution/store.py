@@ -42,6 +42,7 @@ class Shard:
         "_decide_by",
         "_gen",
         "_heap",
+        "_last_walkin_read",
         "_live",
         "_packed",
         "_packed_messages",
@@ -56,7 +57,10 @@ class Shard:
         self._packed: dict[CustomerKey, bytes] = {}
         self._packed_messages = 0  # retained in packed customers (the gauges need counts)
         self._packed_walkins = 0
-        self._decide_by = snapshot.NO_DUE  # no first decision is due after this (decide_all)
+        # Bounds for decide_all: no first decision was scheduled after _decide_by, and no
+        # walk-in was read after _last_walkin_read (its decision under the running settings).
+        self._decide_by = snapshot.NO_DUE
+        self._last_walkin_read = snapshot.NO_DUE
         self._gen = 0  # snapshots taken: live customers of an older generation are copy-on-write
         self._timers: dict[int, list[CustomerKey]] = {}
         self._heap: list[int] = []
@@ -66,7 +70,14 @@ class Shard:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         Shard.__init__(self)
-        _, self._packed, self._packed_messages, self._packed_walkins, self._decide_by = state
+        (
+            _,
+            self._packed,
+            self._packed_messages,
+            self._packed_walkins,
+            self._decide_by,
+            self._last_walkin_read,
+        ) = state
         for key, blob in self._packed.items():
             due = snapshot.packed_due(blob)
             if due is not None:
@@ -120,8 +131,9 @@ class Shard:
             added = state.add_message(key, event, origin, batch)
         else:
             added = state.add_walkin(key, event, origin, batch)
-            if added is not None and added > self._decide_by:
-                self._decide_by = added
+            if added is not None:
+                self._decide_by = max(self._decide_by, added)
+                self._last_walkin_read = max(self._last_walkin_read, batch.now_ns)
         if state.full:  # grew past customer.CROWDED events: index it
             state = live[key] = CrowdedCustomer.of(cast(Customer, state))
         now = batch.now_ns
@@ -150,12 +162,13 @@ class Shard:
     def decide_all(self, batch: Batch) -> None:
         """Make every pending first decision now (end of input in bounded mode).
 
-        Only customers with a timer due by ``_decide_by`` can hold a pending walk-in (a
+        Only customers with a timer due by the latest decision can hold a pending walk-in (a
         customer's timer is never later than its walk-ins' decisions): the others stay packed.
+        That is the latest decision scheduled, or due under the running settings: a restart
+        with a longer hold reschedules pending walk-ins past the first bound.
         """
-        candidates = [
-            (due, key) for due in self._heap if due <= self._decide_by for key in self._timers[due]
-        ]
+        bound = max(self._decide_by, batch.rules.decision_at(self._last_walkin_read))
+        candidates = [(due, key) for due in self._heap if due <= bound for key in self._timers[due]]
         for due, key in candidates:
             state = self._due(key, due)
             if state is None:
@@ -274,20 +287,27 @@ class ShardSnapshot:
     ``Shard``. Without recovery a snapshot costs no serialization at all.
     """
 
-    __slots__ = ("_blob", "_decide_by", "_live", "_packed", "retained")
+    __slots__ = ("_blob", "_decide_by", "_last_walkin_read", "_live", "_packed", "retained")
 
     def __init__(self, shard: Shard) -> None:
         self._packed = dict(shard._packed)  # bytes are immutable
         self._live = dict(shard._live)  # not changed after this: copy-on-write (Shard._take)
         self.retained = shard.retained()  # (messages, walk-ins)
         self._decide_by = shard._decide_by
+        self._last_walkin_read = shard._last_walkin_read
         self._blob: bytes | None = None
 
     def state(self) -> tuple[Any, ...]:
         """The snapshot layout (``snapshot.STATE_FORMAT``): every customer packed."""
         packed = dict(self._packed)
         packed.update((key, snapshot.pack(state)) for key, state in self._live.items())
-        return (snapshot.STATE_FORMAT, packed, *self.retained, self._decide_by)
+        return (
+            snapshot.STATE_FORMAT,
+            packed,
+            *self.retained,
+            self._decide_by,
+            self._last_walkin_read,
+        )
 
     def blob(self) -> bytes:
         """The snapshot serialized and compressed (computed once)."""
