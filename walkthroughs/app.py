@@ -34,11 +34,10 @@ def tune_gc() -> None:
     State is millions of small long-lived objects that hold no reference cycles, and a young
     collection walks every object that survived since the last one: with CPython's default
     thresholds (700, 10, 10) the collector re-walks each new piece of state several times, one
-    cache miss after another. A bounded run of 1.1M records spent 20% of its time in the
-    collector at (50,000, 20, 100), and 6% at these thresholds (bench/README.md). Garbage without
-    cycles is freed by reference counting either way; the rare cycles (an exception and its
-    traceback) wait a little longer. Generations 1 and 2 keep CPython's ratios, so full
-    collections still come, after the same ~100M allocations as before.
+    cache miss after another (the time spent in the collector at each setting: bench/README.md).
+    Garbage without cycles is freed by reference counting either way; the rare cycles (an
+    exception and its traceback) wait a little longer. Generations 1 and 2 keep CPython's
+    ratios, so full collections still come, every ~100M allocations.
     """
     gc.set_threshold(*GC_THRESHOLDS)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pymongo import ASCENDING
 from pymongo.database import Database
 
 from walkthroughs.codec import to_mongo_doc
@@ -81,13 +80,7 @@ def test_counts_are_repaired_by_a_replay_after_a_crash_between_writes(
     assert counts(mongo_db) == repaired
 
 
-def test_indexes_cover_the_recount_and_replace_the_previous_release(
-    mongo_db: Database[Doc],
-) -> None:
-    # A database of the previous release: walkthroughs indexed by (business_id, local_date) only.
-    mongo_db[WALKTHROUGHS].create_index(
-        [("business_id", ASCENDING), ("local_date", ASCENDING)], name="business_date"
-    )
+def test_indexes_cover_the_recount(mongo_db: Database[Doc]) -> None:
     ensure_indexes(mongo_db)
     ensure_indexes(mongo_db)  # every sink partition calls it at start-up
     indexes = mongo_db[WALKTHROUGHS].index_information()

@@ -3,8 +3,7 @@
 The sinks upsert walkthroughs by ``_id`` (``$set``/``$setOnInsert``, in unordered bulks), read the
 current documents of a batch back with ``$in``, recount per (business, date) with an aggregation
 ``$match`` + ``$group``/``$sum`` and keep one count document per (business, date) behind a unique
-index. At start-up they drop a superseded index, concurrently. Times are BSON dates: millisecond
-precision.
+index. Times are BSON dates: millisecond precision.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from typing import Any
 import pytest
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure
-
-from walkthroughs.sinks.mongo import INDEX_NOT_FOUND
+from pymongo.errors import DuplicateKeyError
 
 Doc = dict[str, Any]
 AT = datetime(2026, 11, 24, 9, 30, 15, 123000, tzinfo=UTC)
@@ -136,13 +133,3 @@ def test_replace_upsert_rewrites_an_embedded_document_with_other_keys(
     )
     assert counts.find_one(key, {"_id": 0}) == {**key, "count": 1, "by_channel": {"SMS": 1}}
     assert counts.count_documents(key) == 1
-
-
-def test_dropping_a_missing_index_fails_with_index_not_found(mongo_db: Database[Doc]) -> None:
-    # Sink partitions drop a superseded index concurrently: the losers must be able to tell.
-    coll = mongo_db["walkthroughs"]
-    coll.create_index([("business_id", ASCENDING)], name="gone")
-    coll.drop_index("gone")
-    with pytest.raises(OperationFailure) as failure:
-        coll.drop_index("gone")
-    assert failure.value.code == INDEX_NOT_FOUND

@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pymongo import ASCENDING, DeleteOne, InsertOne, MongoClient, ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, OperationFailure
+from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
 from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import to_mongo_doc
@@ -72,9 +72,6 @@ TRANSIENT = (AutoReconnect, ConnectionFailure)
 RECOUNT_INDEX = "business_date_channel"
 """Covers the recount: ``_recount`` reads only these three fields, so on MongoDB it is an
 index-only scan (no document fetched), and its prefix serves the dashboard's per-day queries."""
-SUPERSEDED_INDEXES = ("business_date",)
-"""Indexes of walkthroughs that earlier releases created and ``RECOUNT_INDEX`` now covers."""
-INDEX_NOT_FOUND = 27  # the server's error code for dropping an index that is not there
 DUPLICATE_KEY = 11000
 VERSION = "version"
 """Field of a count document, raised by every rewrite: the recount's optimistic concurrency."""
@@ -94,24 +91,14 @@ _STORED_FIELDS = {
 
 
 def ensure_indexes(db: Database[Doc]) -> None:
-    """Create the indexes the sink and the dashboard rely on, drop superseded ones (idempotent).
+    """Create the indexes the sink and the dashboard rely on (idempotent).
 
-    Every sink partition calls this at start-up, concurrently: creating an existing index is a
-    no-op, and a superseded index another partition dropped first is not an error.
+    Start-up calls this concurrently from every process: creating an existing index is a no-op.
     """
-    walkthroughs = db[WALKTHROUGHS]
-    walkthroughs.create_index(
+    db[WALKTHROUGHS].create_index(
         [("business_id", ASCENDING), ("local_date", ASCENDING), ("channel", ASCENDING)],
         name=RECOUNT_INDEX,
     )
-    existing = walkthroughs.index_information()
-    for name in SUPERSEDED_INDEXES:
-        if name in existing:
-            try:
-                walkthroughs.drop_index(name)
-            except OperationFailure as exc:
-                if exc.code != INDEX_NOT_FOUND:
-                    raise
     db[COUNTS].create_index(
         [("business_id", ASCENDING), ("date", ASCENDING)], name="business_date", unique=True
     )
