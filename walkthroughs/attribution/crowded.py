@@ -12,8 +12,9 @@ each event costs O(log n) in the key's retained messages n and walk-ins m:
 * queues in read order for what falls due (first decisions, releases, ghosts, messages): read
   times only grow, so whatever is due is at the front, and timers cost O(1) per event let go.
 
-Read times grow within a process; after a restart on a host whose clock is behind, an event
-read then may queue behind one due later and fall due with it: late by that skew, never early.
+Read times come from the wall clock, so they mostly grow; when they step back (NTP, a restart on
+a host whose clock is behind) an event may queue behind one due later and fall due with it: late
+by that skew, never early.
 """
 
 from __future__ import annotations
@@ -137,6 +138,10 @@ class CrowdedCustomer:
         """(messages, walk-ins) retained."""
         return len(self.messages), len(self.walkins)
 
+    def has_pending(self) -> bool:
+        """Some walk-in still waits for its first decision."""
+        return bool(self.to_decide)
+
     def is_empty(self) -> bool:
         """Nothing is left to decide or to recognise: the customer can be discarded."""
         return not (self.messages or self.walkins or self.ghosts)
@@ -164,7 +169,9 @@ class CrowdedCustomer:
         for _, walkin_id in self.walkin_starts.irange((sent,), end, inclusive=(True, False)):
             w = walkins[walkin_id]
             best = w[W_BEST]
-            if best is None or stored > best:  # always, by the argument above; kept as a guard
+            # Needed: a walk-in whose best was let go is in range without being improved, and
+            # a re-read copy of that best is no improvement (compared by (sent_at, id)).
+            if best is None or (sent, message_id) > (best[M_SENT], best[M_ID]):
                 w = walkins[walkin_id] = credited(w, stored)
                 if w[W_DECIDED]:
                     batch.revised(key, w, was_attributed=best is not None)

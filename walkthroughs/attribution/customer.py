@@ -114,6 +114,10 @@ class Customer:
         """(messages, walk-ins) retained."""
         return len(self.messages), len(self.walkins)
 
+    def has_pending(self) -> bool:
+        """Some walk-in still waits for its first decision."""
+        return not all(w[W_DECIDED] for w in self.walkins)
+
     def is_empty(self) -> bool:
         """Nothing is left to decide or to recognise: the customer can be discarded."""
         return not (self.messages or self.walkins or self.ghosts)
@@ -141,7 +145,10 @@ class Customer:
         walkins = self.walkins
         for j, w in enumerate(walkins):
             best = w[W_BEST]
-            if rules.credits(sent, w[W_STARTED]) and (best is None or stored > best):
+            # Compared by (sent_at, id): a re-read copy of a best let go is no improvement.
+            if rules.credits(sent, w[W_STARTED]) and (
+                best is None or (sent, message_id) > (best[M_SENT], best[M_ID])
+            ):
                 better = credited(w, stored)
                 walkins = (*walkins[:j], better, *walkins[j + 1 :])
                 if better[W_DECIDED]:
@@ -201,7 +208,8 @@ class Customer:
                     if w[W_BEST] is not None:
                         batch.decided(key, w)
                 if w[W_DECIDED] and w[W_READ] + lateness <= now:  # allowed lateness passed
-                    ghosts.append(ghost_of(w))
+                    if w[W_READ] + kept_for > now:  # its ghost too, if the pass comes that late
+                        ghosts.append(ghost_of(w))
                 else:
                     kept.append(w)
             self.walkins = tuple(kept)

@@ -260,6 +260,8 @@ class Shard:
             deadline = state.next_deadline_ns(batch.rules)
             if deadline is not None:
                 self._schedule_at(key, state, deadline)
+                if state.has_pending():  # rescheduled under the running hold: keep the bound
+                    self._decide_by = max(self._decide_by, deadline)
 
     def _schedule_at(self, key: CustomerKey, state: State, deadline: int) -> None:
         """Make sure a timer no later than ``deadline`` exists for the customer."""
