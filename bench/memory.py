@@ -52,7 +52,7 @@ def main() -> None:
         # Decoded from their wire bytes, as the dataflow gets them (strings shared as in decode).
         events: list[MessageEvent | WalkInEvent] = [decode_message(v) for _, v in sample.messages]
         events += [decode_walkin(v) for _, v in sample.walkins]
-        run_engine(engine, events, now)
+        run_engine(engine, events, now, 10_000)  # batches as the dataflow gets them
         for shard in shards.values():  # an epoch ends: what the dataflow does at a snapshot
             shard.snapshot()
         del events
