@@ -36,10 +36,6 @@ class Rules:
         """When the first decision of a walk-in read then is due: ``hold`` later."""
         return read_at_ns + self.hold_ns
 
-    def release_at(self, read_at_ns: int) -> int:
-        """When a walk-in read then is let go: ``allowed_lateness`` later."""
-        return read_at_ns + self.lateness_ns
-
     def message_expiry(self, read_at_ns: int) -> int:
         """When a message read then is let go: ``window + allowed_lateness`` later.
 
