@@ -43,7 +43,7 @@ class Batch:
         self.message_due = rules.message_expiry(now_ns)
         self.decision_due = rules.decision_at(now_ns)
         self.late: list[DeadLetter] = []
-        # (customer, walkin_id) -> [latest walk-in, a record was emitted before, first decision]
+        # (customer, walkin_id) -> (latest walk-in, a record was emitted before, first decision)
         self._walkthroughs: dict[tuple[CustomerKey, str], tuple[WalkIn, bool, bool]] = {}
 
     def decided(self, key: CustomerKey, walkin: WalkIn) -> None:
