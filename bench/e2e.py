@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient
 from bench.common import report
 from walkthroughs import traffic
 from walkthroughs.app import tune_gc
-from walkthroughs.attribution import Engine, Event
+from walkthroughs.attribution import Engine, Event, Output
 from walkthroughs.codec import decode_record
 from walkthroughs.config import DEFAULT_RULES
 from walkthroughs.schema import Attributed, DeadLetter, Origin
@@ -44,7 +44,7 @@ from walkthroughs.topics import ensure_topics, produce
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO_URI = os.environ.get("BENCH_MONGO_URI", "mongodb://127.0.0.1:27017")
-PARTITIONS = {"m": 3, "mb": 2, "w": 5, "wb": 1, "out": 3, "dlq": 1}
+PARTITIONS = {"m": 3, "mb": 2, "w": 5, "wb": 1, "out": 3, "dlq": 1, "erase": 1}
 
 
 def prepare(name: str, events: int) -> int:
@@ -83,6 +83,7 @@ def env(name: str, *, mongo: bool) -> dict[str, str]:
         "WALKTHROUGHS_WALKINS_TOPICS": f"{name}-w,{name}-wb",
         "WALKTHROUGHS_OUTPUT_TOPIC": f"{name}-out",
         "WALKTHROUGHS_DLQ_TOPIC": f"{name}-dlq",
+        "WALKTHROUGHS_ERASURES_TOPIC": f"{name}-erase",
         "WALKTHROUGHS_MONGO_URI": MONGO_URI,
         "WALKTHROUGHS_MONGO_DB": name.replace("-", ""),
         "WALKTHROUGHS_MONGO_ENABLED": "1" if mongo else "0",
@@ -156,12 +157,12 @@ def run_raw_loop(name: str) -> float:
     out_topic, dlq_topic = f"{name}-out", f"{name}-dlq"
     remaining = dict(ends)
 
-    def emit(outputs: list[Attributed | DeadLetter]) -> None:
+    def emit(outputs: list[Output]) -> None:
         for o in outputs:
             if isinstance(o, Attributed):
                 key, value, _ = walkthrough_record(o)
                 producer.produce(out_topic, value, key)
-            else:
+            elif isinstance(o, DeadLetter):  # no erasures in this traffic
                 key, value, headers = dead_letter_record(o)
                 producer.produce(dlq_topic, value, key, headers=headers)
         producer.poll(0)
@@ -169,7 +170,7 @@ def run_raw_loop(name: str) -> float:
     while remaining:
         batch = consumer.consume(10_000, timeout=1.0)
         now = time.time_ns()
-        outputs: list[Attributed | DeadLetter] = []
+        outputs: list[Output] = []
         events: list[Event] = []
         for m in batch:
             topic, p, offset = m.topic(), m.partition(), m.offset()

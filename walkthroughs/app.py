@@ -18,8 +18,14 @@ from walkthroughs.clock import system_now_ns
 from walkthroughs.config import KAFKA_PREFIX, Settings
 from walkthroughs.flow import Sinks, build_flow
 from walkthroughs.redaction import Redactor, environment_secrets
-from walkthroughs.sinks.kafka import KafkaOutput, dead_letter_record, walkthrough_record
+from walkthroughs.sinks.kafka import (
+    KafkaOutput,
+    TombstoneWriter,
+    dead_letter_record,
+    walkthrough_record,
+)
 from walkthroughs.sinks.mongo import MongoOutput
+from walkthroughs.sinks.mongo_erasure import Eraser
 from walkthroughs.sources.kafka import KafkaInput
 from walkthroughs.startup import check_kafka, check_mongo
 
@@ -64,6 +70,7 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
             settings.mongo_db,
             retry_limit_s=settings.mongo_retry_limit.total_seconds(),
             request_timeout_s=settings.mongo_timeout.total_seconds(),
+            erase=Eraser(TombstoneWriter(kafka, settings.output_topic, 30.0), system_now_ns),
         )
     sinks = Sinks(
         walkthroughs=KafkaOutput(
@@ -83,7 +90,7 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
     )
     if settings.health_port:
         health.serve(settings.health_port, settings.stall_limit.total_seconds())
-    inputs = [*settings.messages_topics, *settings.walkins_topics]
+    inputs = [*settings.messages_topics, *settings.walkins_topics, settings.erasures_topic]
     source = KafkaInput(
         kafka,
         inputs,
@@ -97,4 +104,6 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
         rules=settings.rules(),
         flush_interval_ns=int(settings.flush_interval.total_seconds() * 1e9),
         now_getter=system_now_ns,
+        erasure_topics=frozenset({settings.erasures_topic}),
+        timezone_aliases=settings.timezone_aliases,
     )

@@ -11,19 +11,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import pymongo
-from confluent_kafka import KafkaException
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from walkthroughs import redaction, traffic
+from walkthroughs.attribution import erasure_reference
+from walkthroughs.cli_dlq import dlq
+from walkthroughs.cli_support import console, instant, reports_errors, settings_from_env
+from walkthroughs.codec import MAX_ID_BYTES
 from walkthroughs.config import KAFKA_PREFIX, Settings, parse_duration
+from walkthroughs.erasure_requests import encode_request
 from walkthroughs.errors import WalkthroughsError
 from walkthroughs.redaction import Redactor, environment_secrets, scrub
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
@@ -36,8 +38,6 @@ from walkthroughs.topics import (
     read_topic,
 )
 
-console = Console()
-F = TypeVar("F", bound=Callable[..., Any])
 # Partition counts of `topics create` and `generate --create-topics`: deliberately different
 # per topic, since the service never needs co-partitioned inputs.
 DEFAULT_PARTITIONS = {
@@ -47,27 +47,8 @@ DEFAULT_PARTITIONS = {
     "walkins_backfill": 1,
     "output": 3,
     "dlq": 1,
+    "erasures": 1,
 }
-
-
-def _settings() -> Settings:
-    return Settings.from_env(os.environ)
-
-
-def _reports_errors(command: F) -> F:
-    """Turn the service's errors and its clients' into a one-line message and exit code 1."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except WalkthroughsError as exc:
-            raise click.ClickException(scrub(str(exc))) from exc
-        except (KafkaException, pymongo.errors.PyMongoError) as exc:
-            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise click.ClickException(scrub(text)) from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,7 +68,18 @@ def _topic_plan(settings: Settings) -> dict[str, int]:
     plan |= dict.fromkeys(settings.walkins_topics[1:], DEFAULT_PARTITIONS["walkins_backfill"])
     plan[settings.output_topic] = DEFAULT_PARTITIONS["output"]
     plan[settings.dlq_topic] = DEFAULT_PARTITIONS["dlq"]
+    plan[settings.erasures_topic] = DEFAULT_PARTITIONS["erasures"]
     return plan
+
+
+def _topic_configs(settings: Settings, retention_ms: int | None) -> dict[str, dict[str, str]]:
+    """Topic configs on creation: input retention; compaction for the output and erasures."""
+    inputs = {*settings.messages_topics, *settings.walkins_topics}
+    configs = {t: {"retention.ms": str(retention_ms)} for t in inputs} if retention_ms else {}
+    configs[settings.output_topic] = {"cleanup.policy": "compact"}  # latest per walkin_id
+    # Latest request per customer, kept as long as the topic: a replay erases again.
+    configs[settings.erasures_topic] = {"cleanup.policy": "compact"}
+    return configs
 
 
 @main.group()
@@ -109,10 +101,10 @@ def topics() -> None:
     show_default=True,
     help="retention.ms of the input topics, as a duration (e.g. 14d).",
 )
-@_reports_errors
+@reports_errors
 def topics_create(partitions: tuple[str, ...], retention: str) -> None:
-    """Create the missing input, output and DLQ topics (existing ones are left alone)."""
-    settings = _settings()
+    """Create the missing input, output, DLQ and erasures topics (existing ones stay)."""
+    settings = settings_from_env()
     keep = parse_duration("--retention", retention)
     plan = _topic_plan(settings)
     for item in partitions:
@@ -121,23 +113,22 @@ def topics_create(partitions: tuple[str, ...], retention: str) -> None:
             msg = f"--partitions {item!r}: expected TOPIC=N for one of {', '.join(plan)}"
             raise click.BadParameter(msg)
         plan[name] = int(count)
-    inputs = {*settings.messages_topics, *settings.walkins_topics}
-    configs = {t: {"retention.ms": str(int(keep.total_seconds() * 1000))} for t in inputs}
-    configs[settings.output_topic] = {"cleanup.policy": "compact"}  # latest per walkin_id
+    configs = _topic_configs(settings, int(keep.total_seconds() * 1000))
     created = ensure_topics(settings.kafka_config(), plan, configs=configs)
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
 @topics.command("verify")
-@_reports_errors
+@reports_errors
 def topics_verify() -> None:
     """Show every topic of the service with its partitions; fail if one is missing."""
-    settings = _settings()
+    settings = settings_from_env()
     names = [
         *settings.messages_topics,
         *settings.walkins_topics,
         settings.output_topic,
         settings.dlq_topic,
+        settings.erasures_topic,
     ]
     found = describe_topics(settings.kafka_config(), names)
     table = Table("topic", "role", "partitions", "retention.ms", "cleanup.policy")
@@ -146,6 +137,7 @@ def topics_verify() -> None:
         **dict.fromkeys(settings.walkins_topics, "walk-ins"),
         settings.output_topic: "output",
         settings.dlq_topic: "dead letters",
+        settings.erasures_topic: "erasure requests",
     }
     missing = []
     for name in names:
@@ -176,13 +168,15 @@ def topics_verify() -> None:
 @click.option("--days", default=3, show_default=True, help="Days of message history.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same ids).")
 @click.option("--create-topics", is_flag=True, help="Create missing topics first.")
-@_reports_errors
+@reports_errors
 def generate(customers: int, businesses: int, days: int, seed: int, create_topics: bool) -> None:
     """Produce realistic sample traffic to the live input topics."""
-    settings = _settings()
+    settings = settings_from_env()
     kafka = settings.kafka_config()
     if create_topics:
-        created = ensure_topics(kafka, _topic_plan(settings))
+        created = ensure_topics(
+            kafka, _topic_plan(settings), configs=_topic_configs(settings, None)
+        )
         console.print(f"created topics: {', '.join(created) or 'none (all existed)'}")
     start = time.time_ns() - days * traffic.DAY
     sample = traffic.generate(
@@ -197,27 +191,50 @@ def generate(customers: int, businesses: int, days: int, seed: int, create_topic
     )
 
 
+# --- erase ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--business", "business_id", required=True, help="business_id of the customer.")
+@click.option("--customer", "customer_id", required=True, help="customer_id to erase.")
+@click.option("--reason", default="", help="Why (kept in the erasures topic only, never logged).")
+@reports_errors
+def erase(business_id: str, customer_id: str, reason: str) -> None:
+    """Ask the service to forget one customer: state, MongoDB documents, output records.
+
+    Appends a request to the compacted erasures topic and returns once the broker has it; the
+    running service carries it out (see the README's operator section). Safe to repeat.
+    """
+    settings = settings_from_env()
+    for name, value in (("--business", business_id), ("--customer", customer_id)):
+        if not value or len(value.encode()) > MAX_ID_BYTES:
+            msg = f"{name} must be a non-empty id of at most {MAX_ID_BYTES} bytes"
+            raise click.BadParameter(msg)
+    record = encode_request(business_id, customer_id, datetime.now(UTC), reason)
+    ((partition, offset),) = produce(settings.kafka_config(), settings.erasures_topic, [record])
+    console.print(
+        f"erasure requested: reference {erasure_reference(business_id, customer_id)} "
+        f"({settings.erasures_topic}#{partition}@{offset}); audit lines erasure_state and "
+        "erasure_outputs name it when it took effect"
+    )
+
+
 # --- backfill -----------------------------------------------------------------------------
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @main.command()
 @click.option("--since", "since", required=True, help="Start (ISO 8601; UTC if no zone).")
 @click.option("--until", "until", default=None, help="End, exclusive (default: now).")
-@_reports_errors
+@reports_errors
 def backfill(since: str, until: str | None) -> None:
     """Copy records produced in a time range from the live topics to the backfill topics.
 
     Records keep their key, value and headers. The range is by Kafka record time (when the
     records were produced), found with offsets-for-times, so nothing is decoded.
     """
-    settings = _settings()
-    start = _instant(since)
-    end = _instant(until) if until else datetime.now(UTC)
+    settings = settings_from_env()
+    start = instant(since)
+    end = instant(until) if until else datetime.now(UTC)
     if len(settings.messages_topics) < 2 or len(settings.walkins_topics) < 2:
         msg = "backfill needs a backfill topic after the live one in each *_TOPICS setting"
         raise click.ClickException(msg)
@@ -269,10 +286,10 @@ def _mongo(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
     default=None,
     help="Also write a PNG chart of the daily counts here.",
 )
-@_reports_errors
+@reports_errors
 def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
     """Daily walkthrough counts per business, from MongoDB."""
-    settings = _settings()
+    settings = settings_from_env()
     first = (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
     query: dict[str, Any] = {"date": {"$gte": first}}
     if businesses:
@@ -339,10 +356,10 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 @main.command()
-@_reports_errors
+@reports_errors
 def summary() -> None:
     """Totals from MongoDB and the dead letters by reason (what `make run` prints)."""
-    settings = _settings()
+    settings = settings_from_env()
     client = _mongo(settings)
     try:
         db = client[settings.mongo_db]
@@ -392,7 +409,7 @@ def doctor(recovery_dir: Path | None) -> None:
     words: a failing check prints what the service would say, never a traceback.
     """
     try:
-        settings = _settings()
+        settings = settings_from_env()
     except WalkthroughsError as exc:
         console.print(f"[red]settings: {exc}[/red]")
         raise SystemExit(1) from exc
@@ -469,3 +486,6 @@ def _check_recovery(folder: Path | None) -> tuple[str, bool, str]:
     if not os.access(folder, os.W_OK):
         return "recovery", False, f"{folder}: not writable"
     return "recovery", True, f"{folder}: {len(parts)} partitions, writable"
+
+
+main.add_command(dlq)

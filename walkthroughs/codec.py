@@ -13,8 +13,10 @@ empty (UTC). Unknown fields are ignored (forward compatibility with newer produc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from importlib import resources
+from types import MappingProxyType
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -51,6 +53,7 @@ document) and into dead-letter headers, and a record of a few such ids must stay
 Kafka's 1 MB record limit, or one producer's bug would make outputs the service cannot write."""
 
 _M = TypeVar("_M", pb.ZenreachMessage, pb.WalkIn, pb.Walkthrough)
+NO_ALIASES: Mapping[str, str] = MappingProxyType({})
 
 
 def decode_message(value: bytes | None) -> MessageEvent:
@@ -89,11 +92,12 @@ def decode_message(value: bytes | None) -> MessageEvent:
     )
 
 
-def decode_walkin(value: bytes | None) -> WalkInEvent:
+def decode_walkin(value: bytes | None, aliases: Mapping[str, str] = NO_ALIASES) -> WalkInEvent:
     """Decode and validate a ``WalkIn``; compute its local date from its timezone.
 
     Args:
         value: the Kafka record value (``None`` for a tombstone).
+        aliases: zone names tzdata lacks -> the zone to use (``WALKTHROUGHS_TIMEZONE_ALIASES``).
 
     Returns:
         The walk-in as a compact record.
@@ -111,7 +115,8 @@ def decode_walkin(value: bytes | None) -> WalkInEvent:
     started_at_ns = _required_timestamp_ns(msg, "started_at")
     if msg.HasField("ended_at"):
         _timestamp_ns(msg.ended_at, "ended_at")
-    date = local_date(started_at_ns, msg.timezone)
+    timezone = msg.timezone
+    date = local_date(started_at_ns, aliases.get(timezone, timezone) if aliases else timezone)
     return new_walkin(
         (
             walkin_id,
@@ -339,12 +344,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def decode_record(
-    origin: Origin, message_topics: frozenset[str]
+    origin: Origin, message_topics: frozenset[str], aliases: Mapping[str, str] = NO_ALIASES
 ) -> tuple[MessageEvent | WalkInEvent, Origin] | DeadLetter:
     """Decode an input record by its topic's kind; a bad one becomes a dead letter, never raises."""
     try:
         if origin.topic in message_topics:
             return decode_message(origin.value), origin
-        return decode_walkin(origin.value), origin
+        return decode_walkin(origin.value, aliases), origin
     except DecodeError as exc:
         return DeadLetter(origin, exc.reason, str(exc))

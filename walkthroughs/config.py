@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from walkthroughs.attribution import Rules
+from walkthroughs.codec import TZDATA_ZONES
 from walkthroughs.errors import ConfigError
 from walkthroughs.redaction import is_secret_property, redact_uri
 
@@ -71,6 +72,7 @@ _DURATION_RANGES = (
     ("WALKTHROUGHS_MONGO_RETRY_LIMIT", "mongo_retry_limit", timedelta(0), _DAY),
     ("WALKTHROUGHS_MONGO_TIMEOUT", "mongo_timeout", timedelta(seconds=1), timedelta(minutes=10)),
     ("WALKTHROUGHS_STALL_LIMIT", "stall_limit", timedelta(seconds=1), timedelta(hours=1)),
+    ("WALKTHROUGHS_ERASURE_HORIZON", "erasure_horizon", timedelta(0), 3660 * _DAY),
 )
 
 
@@ -88,6 +90,7 @@ class Settings:
     walkins_topics: tuple[str, ...] = ("walkins", "walkins-backfill")
     output_topic: str = "walkthroughs"
     dlq_topic: str = "walkthroughs-dlq"
+    erasures_topic: str = "walkthroughs-erasures"
     mongo_uri: str = field(default="mongodb://localhost:27017", repr=False)
     mongo_db: str = "walkthroughs"
     attribution_window: timedelta = timedelta(days=7)
@@ -103,6 +106,8 @@ class Settings:
     health_port: int = 0
     stall_limit: timedelta = timedelta(seconds=60)
     log_level: str = "INFO"
+    erasure_horizon: timedelta = timedelta(days=30)
+    timezone_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __post_init__(self) -> None:
@@ -130,10 +135,22 @@ class Settings:
             )
             raise ConfigError(msg)
         inputs = set(self.messages_topics) | set(self.walkins_topics)
-        for name, topic in (
+        if self.erasures_topic in inputs:
+            msg = (
+                f"WALKTHROUGHS_ERASURES_TOPIC={self.erasures_topic!r} is also an event topic: "
+                "erasure requests need a topic of their own"
+            )
+            raise ConfigError(msg)
+        outputs = (
             ("WALKTHROUGHS_OUTPUT_TOPIC", self.output_topic),
             ("WALKTHROUGHS_DLQ_TOPIC", self.dlq_topic),
-        ):
+        )
+        for name, topic in outputs:
+            if topic == self.erasures_topic:
+                msg = f"WALKTHROUGHS_ERASURES_TOPIC={topic!r} is also {name}: the two must differ"
+                raise ConfigError(msg)
+        inputs.add(self.erasures_topic)
+        for name, topic in outputs:
             if topic in inputs:
                 msg = f"{name}={topic!r} is also an input topic: the service would read its output"
                 raise ConfigError(msg)
@@ -169,6 +186,7 @@ class Settings:
             window_ns=_ns(self.attribution_window),
             hold_ns=_ns(self.hold),
             lateness_ns=_ns(self.allowed_lateness),
+            erasure_horizon_ns=_ns(self.erasure_horizon),
         )
 
     def kafka_config(self) -> dict[str, str]:
@@ -183,6 +201,7 @@ class Settings:
             "walkins_topics": list(self.walkins_topics),
             "output_topic": self.output_topic,
             "dlq_topic": self.dlq_topic,
+            "erasures_topic": self.erasures_topic,
             "mongo_uri": redact_uri(self.mongo_uri),
             "mongo_db": self.mongo_db,
             "attribution_window": _fmt(self.attribution_window),
@@ -197,6 +216,8 @@ class Settings:
             "health_port": self.health_port,
             "stall_limit": _fmt(self.stall_limit),
             "log_level": self.log_level,
+            "erasure_horizon": _fmt(self.erasure_horizon),
+            "timezone_aliases": dict(sorted(self.timezone_aliases.items())),
             "kafka_extra": {
                 k: ("***" if is_secret_property(k) else v)
                 for k, v in sorted(self.kafka_extra.items())
@@ -327,12 +348,37 @@ def parse_log_level(name: str, raw: str) -> str:
     return level
 
 
+def parse_timezone_aliases(name: str, raw: str) -> Mapping[str, str]:
+    """Parse ``Name=Area/Zone,Other Name=Area/Zone``: zones tzdata lacks, mapped to ones it has.
+
+    For walk-ins whose devices send a Windows zone name or a retired alias.
+    """
+    aliases: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        alias, sep, target = (s.strip() for s in item.partition("="))
+        if not sep or not alias or target not in TZDATA_ZONES:
+            msg = (
+                f"{name}: {item!r} is not an alias: use NAME=ZONE pairs, comma-separated, each "
+                "ZONE a tzdata zone name, e.g. Pacific Standard Time=America/Los_Angeles"
+            )
+            raise ConfigError(msg)
+        if alias in TZDATA_ZONES:
+            msg = f"{name}: {alias!r} is a tzdata zone already: an alias cannot redefine it"
+            raise ConfigError(msg)
+        aliases[alias] = target
+    return MappingProxyType(aliases)
+
+
 _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_KAFKA_BOOTSTRAP": ("kafka_bootstrap", parse_bootstrap),
     "WALKTHROUGHS_MESSAGES_TOPICS": ("messages_topics", parse_topics),
     "WALKTHROUGHS_WALKINS_TOPICS": ("walkins_topics", parse_topics),
     "WALKTHROUGHS_OUTPUT_TOPIC": ("output_topic", parse_topic),
     "WALKTHROUGHS_DLQ_TOPIC": ("dlq_topic", parse_topic),
+    "WALKTHROUGHS_ERASURES_TOPIC": ("erasures_topic", parse_topic),
+    "WALKTHROUGHS_ERASURE_HORIZON": ("erasure_horizon", parse_duration),
     "WALKTHROUGHS_MONGO_URI": ("mongo_uri", parse_mongo_uri),
     "WALKTHROUGHS_MONGO_DB": ("mongo_db", parse_mongo_db),
     "WALKTHROUGHS_ATTRIBUTION_WINDOW": ("attribution_window", parse_duration),
@@ -347,6 +393,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_HEALTH_PORT": ("health_port", parse_port),
     "WALKTHROUGHS_STALL_LIMIT": ("stall_limit", parse_duration),
     "WALKTHROUGHS_LOG_LEVEL": ("log_level", parse_log_level),
+    "WALKTHROUGHS_TIMEZONE_ALIASES": ("timezone_aliases", parse_timezone_aliases),
 }
 
 

@@ -2,8 +2,11 @@
 
     read_inputs -> decode -> split_bad_records -> split_walkins
         walk-ins -> claim_walkin_ids (per id shard) -> split_reused -> key_by_customer
-        + messages -> attribute (per customer shard) -> split_late
-        -> write_walkthroughs (Kafka) + write_mongo (by business)   bad, reused, late -> write_dlq
+        + messages + erasure requests -> attribute (per customer shard) -> split_decisions
+        walkthroughs -> write_walkthroughs (Kafka) + write_mongo (by business)
+        the rest -> split_late: late -> write_dlq (with bad and reused records)
+                                erased -> tombstone_erased -> write_walkthroughs
+                                          + write_mongo (deletes, recounts, older tombstones)
 
 Step ids are part of the recovery format: never rename a stateful or input step without a
 migration plan.
@@ -11,6 +14,7 @@ migration plan.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -35,12 +39,16 @@ from walkthroughs.attribution import (
 )
 from walkthroughs.claims import Claims, id_shard, reused
 from walkthroughs.clock import NowGetter
-from walkthroughs.codec import decode_record
+from walkthroughs.codec import NO_ALIASES, decode_record
+from walkthroughs.erasure_audit import audit_state
+from walkthroughs.erasure_requests import decode_erasure_record
 from walkthroughs.schema import (
     Attributed,
     DeadLetter,
+    Erased,
     Origin,
     Reason,
+    Tombstone,
     WalkInEvent,
     Walkthrough,
 )
@@ -55,9 +63,9 @@ class Sinks:
     Only the MongoDB sink routes by its key; the Kafka sinks write where the item was computed.
     """
 
-    walkthroughs: Sink[tuple[str, Attributed]]  # (state shard, walkthrough)
+    walkthroughs: Sink[tuple[str, Attributed | Tombstone]]  # (state shard, record)
     dead_letters: Sink[tuple[str, DeadLetter]]  # (source topic#partition or state shard, record)
-    mongo: Sink[tuple[str, Walkthrough]] | None  # keyed by business: one writer per business
+    mongo: Sink[tuple[str, Walkthrough | Erased]] | None  # by business: one writer per business
 
 
 def build_flow(
@@ -68,11 +76,16 @@ def build_flow(
     rules: Rules,
     flush_interval_ns: int,
     now_getter: NowGetter,
+    erasure_topics: frozenset[str] = frozenset(),
+    timezone_aliases: Mapping[str, str] = NO_ALIASES,
 ) -> Dataflow:
     """Assemble the dataflow; every collaborator is injected."""
 
     def decode(origin: Origin) -> tuple[str, Event | DeadLetter]:
-        decoded = decode_record(origin, message_topics)
+        if origin.topic in erasure_topics:
+            decoded: Event | DeadLetter = decode_erasure_record(origin)
+        else:
+            decoded = decode_record(origin, message_topics, timezone_aliases)
         if isinstance(decoded, DeadLetter):
             metrics.DEAD_LETTERS.labels(decoded.reason.value).inc()
             return _by_source(decoded), decoded
@@ -100,14 +113,21 @@ def build_flow(
     walkins = op.map("key_by_customer", cast(Stream[tuple[str, Event]], reuse.falses), _by_customer)
     events = op.merge("merge_events", kinds.falses, walkins)  # (customer shard, (event, origin))
     results = op.stateful_batch("attribute", events, build_logic)  # (shard, Output)
-    late = op.branch("split_late", results, _holds_dead_letter)
-    attributed = cast(Stream[tuple[str, Attributed]], late.falses)
+    decisions = op.branch("split_decisions", results, _holds_walkthrough)
+    attributed = cast(Stream[tuple[str, Attributed]], decisions.trues)
+    late = op.branch("split_late", decisions.falses, _holds_dead_letter)  # the rare ones
+    erased = cast(Stream[tuple[str, Erased]], late.falses)
     dead = op.merge("merge_dead_letters", checked.trues, reuse.trues, late.trues)
     op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
-    op.output("write_walkthroughs", attributed, sinks.walkthroughs)
+    # Tombstones of what state held go through the walkthroughs' own producer, after them.
+    tombstones = op.flat_map("tombstone_erased", erased, _tombstones)
+    to_topic = op.merge("merge_topic_records", attributed, tombstones)
+    op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
     if sinks.mongo is not None:
         by_business = op.map("key_by_business", attributed, _by_business)  # (business, Walkthrough)
-        op.output("write_mongo", by_business, sinks.mongo)
+        erasures = op.map("key_erasures_by_business", erased, _erasure_by_business)
+        to_mongo = op.merge("merge_mongo_writes", by_business, erasures)
+        op.output("write_mongo", to_mongo, sinks.mongo)
     return flow
 
 
@@ -153,7 +173,10 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
         return snapshot
 
     def _discard(self) -> bool:
-        if len(self._shard):
+        if self._shard.suppressed:
+            metrics.ERASED_EVENTS_DROPPED.inc(self._shard.suppressed)
+            self._shard.suppressed = 0
+        if not self._shard.is_empty():
             return False
         self._report_state((0, 0, 0))
         return True
@@ -169,20 +192,23 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
     @staticmethod
     def _measured(out: list[Output], now_ns: int) -> list[Output]:
         """Count the batch's outputs: counters once per batch, latency once per decision."""
-        revisions = late = 0
+        revisions = late = erasures = 0
         observe = metrics.DECISION_LATENCY.observe
         for item in out:
             if isinstance(item, Attributed):
                 revisions += item.revision
                 if item.at_decision:
                     observe((now_ns - item.read_at_ns) / NS)
-            else:
+            elif isinstance(item, DeadLetter):
                 late += 1
                 metrics.DEAD_LETTERS.labels(item.reason.value).inc()
+            else:
+                erasures += 1
+                audit_state(item, now_ns)
         if late:
             metrics.LATE_EVENTS.inc(late)
-        if len(out) > late + revisions:
-            metrics.EMITTED_FIRST.inc(len(out) - late - revisions)
+        if len(out) > late + revisions + erasures:
+            metrics.EMITTED_FIRST.inc(len(out) - late - revisions - erasures)
         if revisions:
             metrics.EMITTED_REVISION.inc(revisions)
         return out
@@ -228,6 +254,18 @@ class ClaimLogic(StatefulBatchLogic[Event, Event | DeadLetter, dict[str, int]]):
     def snapshot(self) -> dict[str, int]:
         """Return the claims as of now (a copy: later batches cannot alter it)."""
         return self._claims.snapshot()
+
+
+def _holds_walkthrough(item: tuple[str, object]) -> bool:
+    return isinstance(item[1], Attributed)
+
+
+def _tombstones(item: tuple[str, Erased]) -> list[tuple[str, Tombstone]]:
+    return [(item[0], Tombstone(walkin_id)) for walkin_id in item[1].walkin_ids]
+
+
+def _erasure_by_business(item: tuple[str, Erased]) -> tuple[str, Erased]:
+    return item[1].business_id, item[1]
 
 
 def _holds_dead_letter(item: tuple[str, object]) -> bool:

@@ -22,6 +22,9 @@ MetricName = Literal[
     "walkthroughs_state_customers",
     "walkthroughs_state_messages",
     "walkthroughs_state_walkins",
+    "walkthroughs_erasures_total",
+    "walkthroughs_erased_records_total",
+    "walkthroughs_erased_events_dropped_total",
     "walkthroughs_sink_batch_size",
     "walkthroughs_sink_retries_total",
     "walkthroughs_consumer_lag",
@@ -54,6 +57,22 @@ STATE_CUSTOMERS = Gauge(
 )
 STATE_MESSAGES = Gauge("walkthroughs_state_messages", "Messages retained in state.")
 STATE_WALKINS = Gauge("walkthroughs_state_walkins", "Walk-ins retained in state.")
+ERASURES = Counter(
+    "walkthroughs_erasures",
+    "Erasure requests carried out: stage=state when the customer was dropped from state, "
+    "stage=outputs when its MongoDB documents were deleted and its tombstones written.",
+    ["stage"],
+)
+ERASED_RECORDS = Counter(
+    "walkthroughs_erased_records",
+    "What erasures removed: kind=messages, walkins, ghosts (state), documents (MongoDB), "
+    "tombstones (records written to the output topic).",
+    ["kind"],
+)
+ERASED_EVENTS_DROPPED = Counter(
+    "walkthroughs_erased_events_dropped",
+    "Events of an erased customer read within the erasure horizon: dropped, not dead-lettered.",
+)
 SINK_BATCH_SIZE = Histogram(
     "walkthroughs_sink_batch_size",
     "Items per write batch, per sink.",

@@ -83,6 +83,36 @@ class Walkthrough(NamedTuple):
     local_date: str  # YYYY-MM-DD of walkin_at in the walk-in's timezone
 
 
+class ErasureRequest(NamedTuple):
+    """A request to forget one (business, customer) everywhere (the erasures topic)."""
+
+    business_id: str
+    customer_id: str
+    requested_at_ns: int  # when ``erase`` asked: the audit log reports how long it took
+
+
+class Erased(NamedTuple):
+    """What an erasure removed from state; the sinks remove the rest (MongoDB, the topic).
+
+    ``walkin_ids`` are the customer's decided walk-ins and ghosts that credited a message: the
+    ones with records on the output topic. Older ones are found in MongoDB by the sink.
+    """
+
+    business_id: str
+    customer_id: str
+    walkin_ids: tuple[str, ...]
+    messages: int
+    walkins: int
+    ghosts: int
+    requested_at_ns: int
+
+
+class Tombstone(NamedTuple):
+    """A null value for ``walkin_id`` on the output topic: compaction removes its records."""
+
+    walkin_id: str
+
+
 class Origin(NamedTuple):
     """Where an input record came from: what a dead letter must carry (the original bytes)."""
 
@@ -91,6 +121,7 @@ class Origin(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None  # as read; a redrive's count is among them
 
 
 class Attributed(NamedTuple):

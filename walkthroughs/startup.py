@@ -39,6 +39,15 @@ _BATCH_OVERHEAD = 1024  # record batch framing, with room to spare
 _AUTHENTICATION_FAILED = 18
 _UNAUTHORIZED = 13
 _PROPERTY = re.compile(r'property:? "([^"]+)"')
+_PROBE_LOG_LEVEL = 4
+"""librdkafka's warnings and errors only, for the short-lived clients of these checks: their
+teardown logs at info level ("Purging 1 unserved events from background queue"), which is noise
+on the one line a failed start-up prints. A ``WALKTHROUGHS_KAFKA_LOG_LEVEL`` still wins."""
+
+
+def probe_config(kafka: Mapping[str, str]) -> dict[str, Any]:
+    """Return the settings of a start-up check's client: the service's, but quiet at teardown."""
+    return {"log_level": _PROBE_LOG_LEVEL, **kafka}
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ def topic_roles(settings: Settings) -> dict[str, str]:
     roles |= dict.fromkeys(settings.walkins_topics, "input topic (WALKTHROUGHS_WALKINS_TOPICS)")
     roles[settings.output_topic] = "output topic (WALKTHROUGHS_OUTPUT_TOPIC)"
     roles[settings.dlq_topic] = "dead-letter topic (WALKTHROUGHS_DLQ_TOPIC)"
+    roles[settings.erasures_topic] = "erasures topic (WALKTHROUGHS_ERASURES_TOPIC)"
     return roles
 
 
@@ -70,7 +80,7 @@ def check_kafka(settings: Settings) -> KafkaFacts:
     check_kafka_clients(kafka)
     timeout_s = settings.startup_timeout.total_seconds()
     roles = topic_roles(settings)
-    partitions = list_partitions(kafka, list(roles), timeout_s, roles=roles)
+    partitions = list_partitions(probe_config(kafka), list(roles), timeout_s, roles=roles)
     outputs = (settings.output_topic, settings.dlq_topic)
     limits = {
         topic: record_limit(kafka, topic_max)
@@ -90,9 +100,9 @@ def check_kafka(settings: Settings) -> KafkaFacts:
 def check_kafka_clients(kafka: Mapping[str, str]) -> None:
     """Build the service's three kinds of Kafka client: librdkafka checks every property then."""
     makers: list[tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]] = [
-        (Producer, producer_config(kafka, delivery_timeout_s=30)),
-        (Consumer, consumer_config(kafka)),
-        (AdminClient, dict(kafka)),
+        (Producer, producer_config(probe_config(kafka), delivery_timeout_s=30)),
+        (Consumer, consumer_config(probe_config(kafka))),
+        (AdminClient, probe_config(kafka)),
     ]
     for make, config in makers:
         try:
@@ -123,7 +133,7 @@ def topic_max_bytes(
     kafka: Mapping[str, str], topics: tuple[str, ...], timeout_s: float
 ) -> dict[str, int]:
     """Return each topic's ``max.message.bytes`` (the broker's limit on a record batch)."""
-    admin = AdminClient(dict(kafka))
+    admin = AdminClient(probe_config(kafka))
     resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
     found: dict[str, int] = {}
     try:

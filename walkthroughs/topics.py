@@ -29,6 +29,7 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    timestamp_ms: int = 0  # Kafka record time (when it was produced)
 
 
 class TopicInfo(NamedTuple):
@@ -79,38 +80,11 @@ def produce(
     records: Sequence[tuple[bytes | None, bytes | None]],
     timeout_s: float = 60,
 ) -> list[tuple[int, int]]:
-    """Produce keyed records in order, wait for every acknowledgement.
+    """Produce keyed records to one topic in order, wait for every acknowledgement.
 
-    Returns the (partition, offset) where each record landed.
-
-    Raises:
-        WalkthroughsError: a record was not acknowledged.
+    Returns the (partition, offset) where each record landed. Raises ``WalkthroughsError``.
     """
-    landed: list[tuple[int, int]] = [(-1, -1)] * len(records)
-    failures: list[str] = []
-
-    def report(index: int) -> Callable[[KafkaError | None, Message], None]:
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
-                failures.append(str(error))
-            else:
-                landed[index] = (message.partition() or 0, message.offset() or 0)
-
-        return on_delivery
-
-    producer = Producer(producer_config(kafka_config, delivery_timeout_s=timeout_s))
-    for i, (key, value) in enumerate(records):
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=report(i))
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
-        producer.poll(0)
-    if producer.flush(timeout_s) or failures:
-        msg = f"producing to {topic} failed: {failures[:1] or 'not acknowledged in time'}"
-        raise WalkthroughsError(msg)
-    return landed
+    return produce_to(kafka_config, [(topic, k, v, None) for k, v in records], timeout_s=timeout_s)
 
 
 def describe_topics(
@@ -159,20 +133,7 @@ def copy_time_range(
     consumer = Consumer(consumer_config(kafka_config))
     producer = CheckedProducer(producer_config(kafka_config, timeout_s), target, timeout_s)
     try:
-        meta = consumer.list_topics(source, timeout=timeout_s).topics[source]
-        ms = [int(start.timestamp() * 1000), int(end.timestamp() * 1000)]
-        ranges: dict[int, tuple[int, int]] = {}
-        for p in meta.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(source, p), timeout=timeout_s)
-            first, last = (
-                tp.offset if tp.offset >= 0 else high
-                for tp in (
-                    consumer.offsets_for_times([TopicPartition(source, p, t)], timeout=timeout_s)[0]
-                    for t in ms
-                )
-            )
-            if last > first:
-                ranges[p] = (first, last)
+        ranges = offset_ranges(consumer, source, start, end, timeout_s)
         total = sum(b - a for a, b in ranges.values())
         on_progress(0, total)
         consumer.assign([TopicPartition(source, p, a) for p, (a, _) in ranges.items()])
@@ -195,17 +156,55 @@ def copy_time_range(
         consumer.close()
 
 
-def read_topic(kafka_config: Mapping[str, str], topic: str, timeout_s: float = 30) -> list[Record]:
-    """Read a whole topic, every partition up to the end offset it has now."""
+def offset_ranges(
+    consumer: Consumer,
+    topic: str,
+    start: datetime | None,
+    end: datetime | None,
+    timeout_s: float,
+) -> dict[int, tuple[int, int]]:
+    """Each partition's offsets of records produced in ``[start, end)``, where there are any.
+
+    Offsets-for-times finds the first record at or after each instant; no bound means the
+    partition's beginning or its current end.
+    """
+    meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+    ranges: dict[int, tuple[int, int]] = {}
+    for p in meta.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+        first, last = (
+            default
+            if at is None
+            else _offset_at(consumer, TopicPartition(topic, p, int(at.timestamp() * 1000)), high)
+            for at, default in ((start, low), (end, high))
+        )
+        if last > first:
+            ranges[p] = (first, last)
+    return ranges
+
+
+def _offset_at(consumer: Consumer, at: TopicPartition, high: int) -> int:
+    found = consumer.offsets_for_times([at], timeout=30)[0].offset
+    return found if found >= 0 else high
+
+
+def read_topic(
+    kafka_config: Mapping[str, str],
+    topic: str,
+    timeout_s: float = 30,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Record]:
+    """Read a topic up to its end offsets now: all of it, or what was produced in a range.
+
+    ``since``/``until`` bound the records by Kafka record time, ``[since, until)``.
+    """
     consumer = Consumer(consumer_config(kafka_config))
     try:
-        meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-        ends = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        ranges = offset_ranges(consumer, topic, since, until, timeout_s)
+        ends = {p: last for p, (_, last) in ranges.items()}
+        consumer.assign([TopicPartition(topic, p, first) for p, (first, _) in ranges.items()])
         records: list[Record] = []
         done: set[int] = set()
         deadline = time.monotonic() + timeout_s
@@ -221,7 +220,8 @@ def read_topic(kafka_config: Mapping[str, str], topic: str, timeout_s: float = 3
                 if p is None or offset is None or offset >= ends[p]:
                     continue
                 headers = {h[0]: _as_bytes(h[1]) for h in (m.headers() or [])}
-                records.append(Record(topic, p, offset, m.key(), m.value(), headers))
+                at = m.timestamp()[1]
+                records.append(Record(topic, p, offset, m.key(), m.value(), headers, at))
                 if offset + 1 >= ends[p]:
                     done.add(p)
         return records
@@ -233,3 +233,48 @@ def _as_bytes(value: str | bytes | None) -> bytes:
     if value is None:
         return b""
     return value.encode() if isinstance(value, str) else value
+
+
+def produce_to(
+    kafka_config: Mapping[str, str],
+    records: Sequence[tuple[str, bytes | None, bytes | None, Headers | None]],
+    on_progress: Callable[[int], object] = lambda done: None,
+    timeout_s: float = 60,
+) -> list[tuple[int, int]]:
+    """Produce (topic, key, value, headers) records in order, wait for every acknowledgement.
+
+    Returns the (partition, offset) where each record landed; ``on_progress`` gets the count
+    handed to the producer so far.
+
+    Raises:
+        WalkthroughsError: a record was refused or not acknowledged in time.
+    """
+    landed: list[tuple[int, int]] = [(-1, -1)] * len(records)
+    failures: list[str] = []
+
+    def report(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+            else:
+                landed[index] = (message.partition() or 0, message.offset() or 0)
+
+        return on_delivery
+
+    producer = Producer(producer_config(kafka_config, delivery_timeout_s=timeout_s))
+    for i, (topic, key, value, headers) in enumerate(records):
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=report(i))
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                producer.poll(0.1)
+        producer.poll(0)
+        on_progress(i + 1)
+    if producer.flush(timeout_s) or failures:
+        topics = sorted({r[0] for r in records})
+        msg = (
+            f"producing to {', '.join(topics)} failed: {failures[:1] or 'not acknowledged in time'}"
+        )
+        raise WalkthroughsError(msg)
+    return landed

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import cast
@@ -44,14 +44,17 @@ from tests.reference import expected_walkthroughs
 from walkthroughs.attribution import Rules, shard_of
 from walkthroughs.clock import FakeClock
 from walkthroughs.codec import encode_message, encode_walkin, local_date
+from walkthroughs.erasure_requests import encode_request
 from walkthroughs.flow import Sinks, build_flow
 from walkthroughs.schema import (
     Attributed,
     Channel,
     DeadLetter,
+    Erased,
     MessageEvent,
     Origin,
     Reason,
+    Tombstone,
     WalkInEvent,
     Walkthrough,
 )
@@ -64,7 +67,7 @@ T0 = 1_000_000_000 * S
 also a convenient event time (valid events lie in years 2000-2100)."""
 
 WINDOW, HOLD, LATENESS, FLUSH = 7 * DAY, 30 * S, DAY, 5 * S  # the service's defaults
-MESSAGES, WALKINS = "zr-messages", "walkins"
+MESSAGES, WALKINS, ERASURES = "zr-messages", "walkins", "walkthroughs-erasures"
 MESSAGE_TOPICS = frozenset({MESSAGES, "zr-messages-backfill"})
 NO_WAIT = timedelta(0)
 
@@ -95,6 +98,7 @@ class Inputs:
     def __init__(self) -> None:
         self._offsets: Counter[str] = Counter()
         self.events: list[MessageEvent | WalkInEvent] = []
+        self.erased: set[tuple[str, str]] = set()  # within the horizon: their events are dropped
 
     def raw(self, topic: str, value: bytes | None, key: bytes | None = b"bad") -> Origin:
         """A record with exactly these bytes (a bad one, or a re-delivery)."""
@@ -137,12 +141,28 @@ class Inputs:
         self, event: MessageEvent | WalkInEvent, *, timezone: str = "", topic: str | None = None
     ) -> Origin:
         """The record of an event (keyed like its producer: message id, or location)."""
-        self.events.append(event)
+        if (event.business_id, event.customer_id) not in self.erased:
+            self.events.append(event)
         if isinstance(event, MessageEvent):
             value, key = encode_message(event), event.message_id.encode()
             return self.raw(topic or MESSAGES, value, key)
         value = encode_walkin(event, timezone=timezone)
         return self.raw(topic or WALKINS, value, event.location_id.encode())
+
+    def erasure(self, business_id: str, customer_id: str, requested_at_ns: int = T0) -> Origin:
+        """A request to erase the customer, as ``python -m walkthroughs erase`` writes it.
+
+        The customer's events leave the reference (``expected``), those so far and those to
+        come (within the horizon, they are dropped): nothing of it may be left, and everyone
+        else must still be exact.
+        """
+        self.erased.add((business_id, customer_id))
+        at = datetime.fromtimestamp(requested_at_ns / S, UTC)
+        key, value = encode_request(business_id, customer_id, at, "test")
+        self.events = [
+            e for e in self.events if (e.business_id, e.customer_id) != (business_id, customer_id)
+        ]
+        return self.raw(ERASURES, value, key)
 
     def again(self, record: Origin) -> Origin:
         """The same record delivered once more (at-least-once producers): a new offset."""
@@ -327,10 +347,28 @@ class FlowDriver:
     rules: Rules = field(default_factory=make_rules)
     clock: Clock = field(default_factory=lambda: Clock(T0))
     inputs: Inputs = field(default_factory=Inputs)
-    walkthroughs: list[tuple[str, Attributed]] = field(default_factory=list)
+    topic: list[tuple[str, Attributed | Tombstone]] = field(default_factory=list)
     dead_letters: list[tuple[str, DeadLetter]] = field(default_factory=list)
-    mongo: list[tuple[str, Walkthrough]] = field(default_factory=list)
-    polls: list[int] = field(default_factory=list)  # len(walkthroughs) at each source poll
+    mongo_writes: list[tuple[str, Walkthrough | Erased]] = field(default_factory=list)
+    polls: list[int] = field(default_factory=list)  # len(topic) at each source poll
+
+    @property
+    def walkthroughs(self) -> list[tuple[str, Attributed]]:
+        """The walkthrough records written to the output topic (tombstones left out)."""
+        return _walkthroughs(self.topic)
+
+    @property
+    def mongo(self) -> list[tuple[str, Walkthrough]]:
+        """The walkthroughs handed to the MongoDB sink (erasures left out)."""
+        return [(k, w) for k, w in self.mongo_writes if isinstance(w, Walkthrough)]
+
+    def tombstones(self) -> list[str]:
+        """The walkin_ids tombstoned on the output topic, in the order written."""
+        return [t.walkin_id for _, t in self.topic if isinstance(t, Tombstone)]
+
+    def erasures(self) -> list[Erased]:
+        """The erasures handed to the MongoDB sink, in the order written."""
+        return [e for _, e in self.mongo_writes if isinstance(e, Erased)]
 
     def run(
         self,
@@ -344,21 +382,22 @@ class FlowDriver:
 
         ``crashes``: the script holds a ``Crash`` step, so the run must fail with it.
         """
-        marks = (len(self.walkthroughs), len(self.dead_letters), len(self.mongo))
+        marks = (len(self.topic), len(self.dead_letters), len(self.mongo_writes))
         source = TestingSource(Script(list(steps), self.clock, self._poll), batch_size)
         flow = build_flow(
             source=source,
             sinks=Sinks(
-                walkthroughs=TestingSink(self.walkthroughs),
+                walkthroughs=TestingSink(self.topic),
                 dead_letters=TestingSink(self.dead_letters),
-                mongo=TestingSink(self.mongo),
+                mongo=TestingSink(self.mongo_writes),
             ),
             message_topics=MESSAGE_TOPICS,
+            erasure_topics=frozenset({ERASURES}),
             rules=self.rules,
             flush_interval_ns=FLUSH,
             now_getter=self.clock,
         )
-        self.polls.append(len(self.walkthroughs))
+        self.polls.append(len(self.topic))
         try:
             self.engine.execute(flow, recovery)
         except Exception as exc:  # Bytewax wraps the source's error in its own
@@ -368,18 +407,28 @@ class FlowDriver:
             if crashes:
                 msg = "the run was meant to crash"
                 raise AssertionError(msg)
+        mongo = self.mongo_writes[marks[2] :]
         return RunOutput(
-            self.walkthroughs[marks[0] :], self.dead_letters[marks[1] :], self.mongo[marks[2] :]
+            _walkthroughs(self.topic[marks[0] :]),
+            self.dead_letters[marks[1] :],
+            [(k, w) for k, w in mongo if isinstance(w, Walkthrough)],
         )
 
     def _poll(self) -> None:
-        self.polls.append(len(self.walkthroughs))
+        self.polls.append(len(self.topic))
 
     # What the outputs say -------------------------------------------------------------------
 
     def latest(self) -> dict[str, Walkthrough]:
-        """The output topic compacted: the last record written per walkin_id."""
-        return {a.walkthrough.walkin_id: a.walkthrough for _, a in self.walkthroughs}
+        """The output topic compacted: the last record written per walkin_id (tombstones
+        remove it)."""
+        latest: dict[str, Walkthrough] = {}
+        for _, record in self.topic:
+            if isinstance(record, Tombstone):
+                latest.pop(record.walkin_id, None)
+            else:
+                latest[record.walkthrough.walkin_id] = record.walkthrough
+        return latest
 
     def mongo_documents(self) -> dict[str, Walkthrough]:
         """The MongoDB collection: per walkin_id the greatest (sent_at, message_id) written.
@@ -387,7 +436,11 @@ class FlowDriver:
         That is how the real sink applies revisions (monotone upserts), replays included.
         """
         docs: dict[str, Walkthrough] = {}
-        for _, w in self.mongo:
+        for _, w in self.mongo_writes:
+            if isinstance(w, Erased):  # the customer's documents are deleted
+                erased = (w.business_id, w.customer_id)
+                docs = {i: d for i, d in docs.items() if (d.business_id, d.customer_id) != erased}
+                continue
             held = docs.get(w.walkin_id)
             if held is None or rank(w) > rank(held):
                 docs[w.walkin_id] = w
@@ -405,12 +458,18 @@ class FlowDriver:
 
     def batches(self) -> list[list[Attributed]]:
         """The walkthroughs written per source batch (between two polls; ``batch_size=1``)."""
-        bounds = [*self.polls, len(self.walkthroughs)]
-        return [[a for _, a in self.walkthroughs[start:end]] for start, end in pairwise(bounds)]
+        bounds = [*self.polls, len(self.topic)]
+        return [[a for _, a in _walkthroughs(self.topic[i:j])] for i, j in pairwise(bounds)]
 
     def reasons(self) -> list[tuple[Origin, Reason]]:
         """Each dead letter as (the record it carries, its reason), in the order written."""
         return [(d.origin, d.reason) for _, d in self.dead_letters]
+
+
+def _walkthroughs(
+    records: list[tuple[str, Attributed | Tombstone]],
+) -> list[tuple[str, Attributed]]:
+    return [(k, a) for k, a in records if isinstance(a, Attributed)]
 
 
 def _caused_by_crash(exc: BaseException | None) -> bool:

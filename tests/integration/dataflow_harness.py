@@ -30,7 +30,7 @@ from walkthroughs.topics import Record, ensure_topics, produce, read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 # Different partition counts per topic: the service must not need co-partitioned inputs.
-PARTITIONS = {"m": 3, "mb": 2, "w": 5, "wb": 1, "out": 3, "dlq": 1}
+PARTITIONS = {"m": 3, "mb": 2, "w": 5, "wb": 1, "out": 3, "dlq": 1, "erase": 1}
 Produced = tuple[str, int, int]  # topic, partition, offset
 
 
@@ -59,6 +59,7 @@ class Deployment:
                 "WALKTHROUGHS_WALKINS_TOPICS": f"{self.topic('w')},{self.topic('wb')}",
                 "WALKTHROUGHS_OUTPUT_TOPIC": self.topic("out"),
                 "WALKTHROUGHS_DLQ_TOPIC": self.topic("dlq"),
+                "WALKTHROUGHS_ERASURES_TOPIC": self.topic("erase"),
                 "WALKTHROUGHS_MONGO_URI": self.mongo_uri,
                 "WALKTHROUGHS_MONGO_DB": self.name,
                 "WALKTHROUGHS_STOP_AT_END": "1",
@@ -146,13 +147,20 @@ class Deployment:
         )
 
     def output(self) -> dict[str, Walkthrough]:
-        """The latest walkthrough per walkin_id on the output topic (what compaction keeps)."""
-        latest: dict[str, Walkthrough] = {}
+        """The latest walkthrough per walkin_id on the output topic (what compaction keeps:
+        a key whose latest record is a tombstone has none)."""
+        return {k: w for k, w in self.latest_records().items() if w is not None}
+
+    def latest_records(self) -> dict[str, Walkthrough | None]:
+        """The latest record per walkin_id on the output topic; None for a tombstone."""
+        latest: dict[str, Walkthrough | None] = {}
         for record in sorted(
             read_topic(self.kafka, self.topic("out")), key=lambda r: (r.partition, r.offset)
         ):
             assert record.key is not None
-            assert record.value is not None
+            if record.value is None:
+                latest[record.key.decode()] = None
+                continue
             w = decode_walkthrough(record.value)
             assert record.key == w.walkin_id.encode()
             latest[w.walkin_id] = w

@@ -34,7 +34,7 @@ from tests.integration.dataflow_harness import (
 )
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
-from walkthroughs.codec import encode_message, encode_walkin, to_mongo_doc
+from walkthroughs.codec import encode_message, encode_walkin, local_date, to_mongo_doc
 from walkthroughs.schema import MessageEvent, WalkInEvent
 from walkthroughs.testing.ports import free_ports
 from walkthroughs.testing.recovery import init_recovery
@@ -354,12 +354,13 @@ def reused_ids(n: int) -> tuple[list[object], list[object]]:
     """``n`` ids, each used by a walk-in of (b-first, c-i) and then of (b-second, c-i), both
     credited by a message of their own customer."""
     at = START_NS + traffic.DAY
+    date = local_date(at, "")  # START_NS follows the clock: so does the day
     first: list[object] = []
     second: list[object] = []
     for i in range(n):
         for events, business, channel in ((first, "b-first", 1), (second, "b-second", 2)):
             events.append(MessageEvent(f"m-{business}-{i}", business, f"c{i}", at - i, channel, ""))
-            events.append(WalkInEvent(f"shared-{i}", business, f"c{i}", "", at, "2026-11-30"))
+            events.append(WalkInEvent(f"shared-{i}", business, f"c{i}", "", at, date))
     return first, second
 
 

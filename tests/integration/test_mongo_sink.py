@@ -13,6 +13,7 @@ from walkthroughs.schema import Channel, Walkthrough
 from walkthroughs.sinks import mongo
 from walkthroughs.sinks.mongo import (
     COUNTS,
+    CUSTOMER_INDEX,
     RECOUNT_INDEX,
     WALKTHROUGHS,
     ensure_indexes,
@@ -84,12 +85,13 @@ def test_indexes_cover_the_recount(mongo_db: Database[Doc]) -> None:
     ensure_indexes(mongo_db)
     ensure_indexes(mongo_db)  # every sink partition calls it at start-up
     indexes = mongo_db[WALKTHROUGHS].index_information()
-    assert sorted(indexes) == ["_id_", RECOUNT_INDEX]
+    assert sorted(indexes) == sorted(["_id_", RECOUNT_INDEX, CUSTOMER_INDEX])
     assert [field for field, _ in indexes[RECOUNT_INDEX]["key"]] == [
         "business_id",
         "local_date",
         "channel",
     ]
+    assert [field for field, _ in indexes[CUSTOMER_INDEX]["key"]] == ["business_id", "customer_id"]
     counts_index = mongo_db[COUNTS].index_information()["business_date"]
     assert counts_index["unique"]
 

@@ -197,7 +197,11 @@ def test_metrics_endpoint_reports_the_pipeline(deployment: Deployment, tmp_path:
             emitted = m.get('walkthroughs_emitted_total{kind="first"}', 0)
             # The MongoDB sink writes after Kafka: wait for its first batch as well.
             written = m.get('walkthroughs_sink_batch_size_count{sink="mongo"}', 0)
-            return m if read == total and emitted > 0 and written > 0 else None
+            # Lag comes from librdkafka's statistics callback, on its own interval: wait for its
+            # first report too, or a fast run scrapes before it (a flake seen in CI).
+            lag = any(k.startswith("walkthroughs_consumer_lag{") for k in m)
+            ready = read == total and emitted > 0 and written > 0 and lag
+            return m if ready else None
 
         m = wait_for(read_everything)
         dead = sum(v for k, v in m.items() if k.startswith("walkthroughs_dead_letters_total"))

@@ -149,6 +149,12 @@ BAD = [
     ("WALKTHROUGHS_MONGO_ENABLED", "2", "WALKTHROUGHS_MONGO_ENABLED='2' is not a boolean"),
     ("WALKTHROUGHS_KAFKA_security.protocol", "SSL", "is not a Kafka client setting"),
     ("WALKTHROUGHS_KAFKA_GROUP_ID", "x", "sets 'group.id', which the service manages"),
+    ("WALKTHROUGHS_TIMEZONE_ALIASES", "PST", "'PST' is not an alias: use NAME=ZONE pairs"),
+    ("WALKTHROUGHS_TIMEZONE_ALIASES", "PST=Pacific/Nowhere", "'PST=Pacific/Nowhere' is not"),
+    ("WALKTHROUGHS_TIMEZONE_ALIASES", "=UTC", "'=UTC' is not an alias"),
+    ("WALKTHROUGHS_TIMEZONE_ALIASES", "UTC=Europe/Paris", "'UTC' is a tzdata zone already"),
+    ("WALKTHROUGHS_ERASURES_TOPIC", "walkthroughs", "is also WALKTHROUGHS_OUTPUT_TOPIC: the two"),
+    ("WALKTHROUGHS_ERASURES_TOPIC", "walkins", "is also an event topic"),
 ]
 
 
@@ -157,6 +163,22 @@ def test_bad_value_fails_naming_the_variable(name: str, raw: str, message: str) 
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({name: raw})
     assert message in str(caught.value)
+
+
+def test_timezone_aliases_map_names_tzdata_lacks() -> None:
+    s = Settings.from_env(
+        {
+            "WALKTHROUGHS_TIMEZONE_ALIASES": (
+                " Pacific Standard Time = America/Los_Angeles ,,"
+                "W. Europe Standard Time=Europe/Berlin"
+            )
+        }
+    )
+    assert dict(s.timezone_aliases) == {
+        "Pacific Standard Time": "America/Los_Angeles",
+        "W. Europe Standard Time": "Europe/Berlin",
+    }
+    assert dict(Settings.from_env({}).timezone_aliases) == {}
 
 
 def test_kafka_passthrough_maps_names_to_librdkafka_properties() -> None:

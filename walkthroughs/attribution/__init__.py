@@ -22,6 +22,7 @@ from walkthroughs.attribution.keys import (
     CustomerKey,
     customer_hash,
     customer_key,
+    erasure_reference,
     shard_of,
     split_customer_key,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ShardSnapshot",
     "customer_hash",
     "customer_key",
+    "erasure_reference",
     "finish",
     "process_batch",
     "shard_of",

@@ -23,9 +23,9 @@ from walkthroughs.attribution.records import (
     WalkIn,
 )
 from walkthroughs.attribution.rules import Rules
-from walkthroughs.schema import Attributed, DeadLetter, new_attributed, new_walkthrough
+from walkthroughs.schema import Attributed, DeadLetter, Erased, new_attributed, new_walkthrough
 
-Output = Attributed | DeadLetter
+Output = Attributed | DeadLetter | Erased
 
 
 class Batch:
@@ -35,7 +35,15 @@ class Batch:
     each retained event stores the very same ``now_ns`` object (an int is ~32 bytes).
     """
 
-    __slots__ = ("_walkthroughs", "decision_due", "late", "message_due", "now_ns", "rules")
+    __slots__ = (
+        "_walkthroughs",
+        "decision_due",
+        "erased",
+        "late",
+        "message_due",
+        "now_ns",
+        "rules",
+    )
 
     def __init__(self, now_ns: int, rules: Rules) -> None:
         self.now_ns = now_ns
@@ -43,6 +51,7 @@ class Batch:
         self.message_due = rules.message_expiry(now_ns)
         self.decision_due = rules.decision_at(now_ns)
         self.late: list[DeadLetter] = []
+        self.erased: list[Erased] = []
         # (customer, walkin_id) -> (latest walk-in, a record was emitted before, first decision)
         self._walkthroughs: dict[tuple[CustomerKey, str], tuple[WalkIn, bool, bool]] = {}
 
@@ -59,13 +68,19 @@ class Batch:
         else:  # coalesced: the latest decision is the one emitted, flagged as the first was
             self._walkthroughs[at] = (walkin, entry[1], entry[2])
 
+    def forget(self, key: CustomerKey) -> None:
+        """Drop the customer's walkthroughs of this batch: it was erased after deciding them."""
+        if any(at[0] == key for at in self._walkthroughs):
+            self._walkthroughs = {at: v for at, v in self._walkthroughs.items() if at[0] != key}
+
     def outputs(self) -> list[Output]:
-        """The batch's records: one walkthrough per walk-in decided or revised, then the late."""
+        """The batch's records: a walkthrough per walk-in decided or revised, late, erased."""
         out: list[Output] = [
             _attributed(key[0], walkin, revision=revision, at_decision=first)
             for key, (walkin, revision, first) in self._walkthroughs.items()
         ]
         out += self.late
+        out += self.erased
         return out
 
 

@@ -6,9 +6,10 @@ each event costs O(log n) in the key's retained messages n and walk-ins m:
 
 * messages sorted by (sent_at, id) (``SortedList``: logarithmic insert and range queries), with
   a set of their ids for duplicates;
-* walk-ins and ghosts by id (duplicates, updates) and sorted by started_at, so that a new message
-  visits only the walk-ins it can credit: those with ``started_at`` in ``[sent_at, sent_at +
-  window)``;
+* walk-ins and ghosts by id (duplicates, updates) and in a ``StartIndex`` by started_at with
+  their attribution key, so that a new message visits only the walk-ins it improves (started in
+  ``[sent_at, sent_at + window)`` and crediting an earlier message or none), and only the ghosts
+  it would have improved, never the others in that range;
 * queues in read order for what falls due (first decisions, releases, ghosts, messages): read
   times only grow, so whatever is due is at the front, and timers cost O(1) per event let go.
 
@@ -27,7 +28,6 @@ from walkthroughs.attribution.batch import Batch
 from walkthroughs.attribution.customer import (
     Customer,
     Records,
-    beats,
     check_forgotten,
     forgotten_after,
     late_message,
@@ -49,6 +49,7 @@ from walkthroughs.attribution.records import (
     Ghost,
     StoredMessage,
     WalkIn,
+    attribution_key,
     credited,
     decided,
     ghost_of,
@@ -56,6 +57,7 @@ from walkthroughs.attribution.records import (
     stored_message,
 )
 from walkthroughs.attribution.rules import Rules
+from walkthroughs.attribution.start_index import StartIndex
 from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
 
 LATE_IDS_LISTED = 3  # a late message names at most this many of the walk-ins it missed
@@ -93,11 +95,13 @@ class CrowdedCustomer:
         self.message_ids = {m[M_ID] for m in messages}
         self.message_queue = deque(sorted(messages, key=_read_at))  # stable: ties keep order
         self.walkins: dict[str, WalkIn] = {w[W_ID]: w for w in walkins}  # in read order
-        self.walkin_starts: SortedList = SortedList((w[W_STARTED], w[W_ID]) for w in walkins)
+        self.walkin_starts = StartIndex(
+            ((w[W_STARTED], w[W_ID]), attribution_key(w[W_BEST])) for w in walkins
+        )
         self.to_decide = deque(w[W_ID] for w in walkins if not w[W_DECIDED])
         self.to_release = deque(w[W_ID] for w in walkins if w[W_DECIDED])
         self.ghosts: dict[str, Ghost] = {g[0]: g for g in ghosts}  # in the order let go
-        self.ghost_starts: SortedList = SortedList((g[G_STARTED], g[0]) for g in ghosts)
+        self.ghost_starts = StartIndex(((g[G_STARTED], g[0]), g[G_KEY]) for g in ghosts)
         self.ghost_queue = deque(self.ghosts)
         self.forgotten: AttributionKey | None = forgotten
         self.due_ns: int | None = None
@@ -158,34 +162,17 @@ class CrowdedCustomer:
         self.message_ids.add(message_id)
         self.message_queue.append(stored)
         sent = stored[M_SENT]
-        # The walk-ins it credits started in [sent, sent + window). Of those, it beats the
-        # attribution of exactly the ones that started before the next message's sent_at: a
-        # walk-in started at or after that credits the next message, which beats this one.
-        # So the pass visits only walk-ins it improves, not every walk-in of a hot key.
         window_end = sent + batch.rules.window_ns
-        after = next(self.messages.irange(stored, inclusive=(False, False)), None)
-        end = (window_end if after is None else min(window_end, after[M_SENT]),)
+        candidate = (sent, message_id)
         walkins = self.walkins
-        for _, walkin_id in self.walkin_starts.irange((sent,), end, inclusive=(True, False)):
+        for walkin_id in self.walkin_starts.raise_below(sent, window_end, candidate):
             w = walkins[walkin_id]
-            best = w[W_BEST]
-            # Needed: a walk-in whose best was let go is in range without being improved, and
-            # a re-read copy of that best is no improvement (compared by (sent_at, id)).
-            if best is None or (sent, message_id) > (best[M_SENT], best[M_ID]):
-                w = walkins[walkin_id] = credited(w, stored)
-                if w[W_DECIDED]:
-                    batch.revised(key, w, was_attributed=best is not None)
+            was_attributed = w[W_BEST] is not None
+            w = walkins[walkin_id] = credited(w, stored)
+            if w[W_DECIDED]:
+                batch.revised(key, w, was_attributed=was_attributed)
         if self.ghosts:
-            candidate = (sent, message_id)
-            missed: list[str] = []
-            ghosts_in_window = self.ghost_starts.irange(
-                (sent,), (window_end,), inclusive=(True, False)
-            )
-            for _, ghost_id in ghosts_in_window:
-                if beats(candidate, self.ghosts[ghost_id][G_KEY]):
-                    missed.append(ghost_id)
-                    if len(missed) == LATE_IDS_LISTED:
-                        break
+            missed = self.ghost_starts.ids_below(sent, window_end, candidate, LATE_IDS_LISTED)
             if missed:
                 batch.late.append(late_message(origin, message_id, missed))
         return batch.message_due
@@ -204,7 +191,7 @@ class CrowdedCustomer:
         if best is not None and not batch.rules.credits(best[M_SENT], started):
             best = None
         self.walkins[walkin_id] = new_walkin(event, best, batch.now_ns)
-        self.walkin_starts.add((started, walkin_id))
+        self.walkin_starts.add((started, walkin_id), attribution_key(best))
         self.to_decide.append(walkin_id)
         check_forgotten(self.forgotten, best, event, origin, batch)
         return batch.decision_due
@@ -228,7 +215,7 @@ class CrowdedCustomer:
             w = walkins.pop(waiting.popleft())
             self.walkin_starts.remove((w[W_STARTED], w[W_ID]))
             self.ghosts[w[W_ID]] = ghost_of(w)
-            self.ghost_starts.add((w[W_STARTED], w[W_ID]))
+            self.ghost_starts.add((w[W_STARTED], w[W_ID]), attribution_key(w[W_BEST]))
             self.ghost_queue.append(w[W_ID])
         ghosts, queue = self.ghosts, self.ghost_queue
         kept_for = rules.window_ns + rules.lateness_ns  # messages and ghosts, after their read

@@ -14,9 +14,9 @@ from walkthroughs.attribution.batch import Batch, Output
 from walkthroughs.attribution.keys import shard_of
 from walkthroughs.attribution.rules import Rules
 from walkthroughs.attribution.store import Shard
-from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
+from walkthroughs.schema import ErasureRequest, MessageEvent, Origin, WalkInEvent
 
-Event = tuple[MessageEvent | WalkInEvent, Origin]
+Event = tuple[MessageEvent | WalkInEvent | ErasureRequest, Origin]
 
 
 def process_batch(store: Shard, events: Iterable[Event], now_ns: int, rules: Rules) -> list[Output]:

@@ -7,6 +7,7 @@ while millions of customers come and go.
 
 from __future__ import annotations
 
+from hashlib import blake2b
 from zlib import crc32
 
 from walkthroughs.caches import BoundedCache
@@ -45,6 +46,23 @@ def customer_hash(business_id: str, customer_id: str) -> int:
         b = business_id.encode()
         prefix = _BUSINESS_CRC.put(business_id, crc32(b"%d:%s" % (len(b), b)))
     return crc32(customer_id.encode(), prefix)
+
+
+def erasure_digest(key: CustomerKey) -> bytes:
+    """Return a 128-bit digest of a customer key: what state keeps of an erased customer.
+
+    Wide enough that no two customers share one (a ``customer_hash`` collision would drop
+    another customer's events), and it holds no id in clear.
+    """
+    return blake2b(key.encode(), digest_size=16).digest()
+
+
+def erasure_reference(business_id: str, customer_id: str) -> str:
+    """Return how audit lines name an erased customer: 16 hex digits of its digest, no id.
+
+    ``erase`` prints it, so an operator can match a request with its audit lines.
+    """
+    return erasure_digest(customer_key(business_id, customer_id)).hex()[:16]
 
 
 def shard_of(business_id: str, customer_id: str) -> str:

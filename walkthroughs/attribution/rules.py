@@ -13,11 +13,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The attribution window, hold and allowed lateness, in nanoseconds."""
+    """The attribution window, hold and allowed lateness, in nanoseconds.
+
+    ``erasure_horizon_ns``: for this long after an erasure request is read, events of the
+    erased customer are dropped (counted, never dead-lettered): late receipts and backfills of
+    what the request removed must not bring it back.
+    """
 
     window_ns: int
     hold_ns: int
     lateness_ns: int
+    erasure_horizon_ns: int = 30 * 86_400 * 1_000_000_000
 
     def __post_init__(self) -> None:
         """Reject values the lifecycle cannot honour."""
@@ -26,6 +32,9 @@ class Rules:
             raise ValueError(msg)
         if not 0 <= self.hold_ns <= self.lateness_ns:
             msg = f"need 0 <= hold <= allowed lateness, got {self.hold_ns}, {self.lateness_ns} ns"
+            raise ValueError(msg)
+        if self.erasure_horizon_ns < 0:
+            msg = f"erasure horizon must not be negative, got {self.erasure_horizon_ns} ns"
             raise ValueError(msg)
 
     def credits(self, sent_at_ns: int, started_at_ns: int) -> bool:

@@ -1,11 +1,11 @@
 """The recovery format of the attribution state: versioned, compressed, restored (no I/O).
 
 A shard's snapshot is the tuple ``(STATE_FORMAT, packed customers, their message count, their
-walk-in count, latest decision scheduled, latest walk-in read)`` pickled and compressed with
-zstd (level 1, ~4x: under load every shard is snapshotted at every epoch, and an epoch's
-snapshots are all in memory at once on their way to the store). A packed customer is ``HEAD``
-(its timer's deadline) followed by its ``Records`` pickled: bytes, immutable, copied by
-reference into every later snapshot.
+walk-in count, latest decision scheduled, latest walk-in read, erasure markers)`` pickled and
+compressed with zstd (level 1, ~4x: under load every shard is snapshotted at every epoch, and an
+epoch's snapshots are all in memory at once on their way to the store). A packed customer is
+``HEAD`` (its timer's deadline) followed by its ``Records`` pickled: bytes, immutable, copied
+by reference into every later snapshot.
 
 A snapshot of another format is refused with a message, never misread.
 """
@@ -22,7 +22,7 @@ import zstandard
 from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import Customer
 
-STATE_FORMAT: Final = 4
+STATE_FORMAT: Final = 5
 """Version of the layout above and of the records in ``records.py``."""
 
 State = Customer | CrowdedCustomer

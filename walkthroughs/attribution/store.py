@@ -7,6 +7,11 @@ epoch. The shard packs itself: after a batch when more than ``live_limit`` custo
 least recently used first, and at each snapshot when it is large. A crowded customer (a hot key)
 moves to the back of that order whenever touched, so it stays live while it is hot.
 
+An erasure request drops the customer at once, live or packed, and leaves a marker (a digest of
+its key, never its ids) until ``Rules.erasure_horizon_ns`` after the request was read: events
+of the customer read meanwhile are dropped and counted (``suppressed``), never applied.
+Markers are swept by ``expire`` and keep the shard from being discarded while they last.
+
 Timers are buckets: ``_timers`` maps a deadline to the customers due then, ``_heap`` orders the
 deadlines. Events read together share their deadlines, so a customer costs one list slot rather
 than a heap entry. A customer's ``due_ns`` (its head when packed) is the deadline of its live
@@ -24,9 +29,10 @@ from walkthroughs.attribution import snapshot
 from walkthroughs.attribution.batch import Batch
 from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import Customer
-from walkthroughs.attribution.keys import CustomerKey, customer_key
+from walkthroughs.attribution.keys import CustomerKey, customer_key, erasure_digest
+from walkthroughs.attribution.records import G_ID, G_KEY, W_BEST, W_DECIDED, W_ID
 from walkthroughs.attribution.snapshot import State
-from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
+from walkthroughs.schema import Erased, ErasureRequest, MessageEvent, Origin, WalkInEvent
 
 LIVE_CUSTOMERS = 512
 """A shard keeps at most this many customers live between batches (it packs down to half), and
@@ -40,6 +46,8 @@ class Shard:
 
     __slots__ = (
         "_decide_by",
+        "_erased",
+        "_erased_sweep",
         "_gen",
         "_heap",
         "_last_walkin_read",
@@ -49,6 +57,7 @@ class Shard:
         "_packed_walkins",
         "_timers",
         "live_limit",
+        "suppressed",
     )
 
     def __init__(self, live_limit: int = LIVE_CUSTOMERS) -> None:
@@ -64,6 +73,9 @@ class Shard:
         self._gen = 0  # snapshots taken: live customers of an older generation are copy-on-write
         self._timers: dict[int, list[CustomerKey]] = {}
         self._heap: list[int] = []
+        self._erased: dict[bytes, int] = {}  # erasure_digest -> until when its events are dropped
+        self._erased_sweep = snapshot.NO_DUE  # the earliest of those instants
+        self.suppressed = 0  # events of erased customers dropped: the adapter counts and resets
 
     def __getstate__(self) -> tuple[Any, ...]:
         return ShardSnapshot(self).state()
@@ -77,7 +89,9 @@ class Shard:
             self._packed_walkins,
             self._decide_by,
             self._last_walkin_read,
+            self._erased,
         ) = state
+        self._erased_sweep = min(self._erased.values(), default=snapshot.NO_DUE)
         for key, blob in self._packed.items():
             due = snapshot.packed_due(blob)
             if due is not None:
@@ -85,6 +99,10 @@ class Shard:
 
     def __len__(self) -> int:
         return len(self._live) + len(self._packed)
+
+    def is_empty(self) -> bool:
+        """Whether the shard holds nothing, not even an erasure marker: it may be discarded."""
+        return not (self._live or self._packed or self._erased)
 
     @staticmethod
     def restore(blob: bytes) -> Shard:
@@ -118,9 +136,16 @@ class Shard:
             state = None if blob is None else snapshot.unpack(blob)
         return state
 
-    def apply(self, event: MessageEvent | WalkInEvent, origin: Origin, batch: Batch) -> None:
+    def apply(
+        self, event: MessageEvent | WalkInEvent | ErasureRequest, origin: Origin, batch: Batch
+    ) -> None:
         """Take one event of ``batch``; what it decides goes to the batch."""
         key = customer_key(event.business_id, event.customer_id)
+        if isinstance(event, ErasureRequest):
+            self._erase(key, event, batch)
+            return
+        if self._erased and self._suppressed(key, batch):
+            return
         live = self._live
         state = live.get(key)
         if state is None or state.gen != self._gen:
@@ -148,6 +173,9 @@ class Shard:
     def expire(self, batch: Batch) -> None:
         """Make every decision and let go of everything due at the batch's instant."""
         now = batch.now_ns
+        if self._erased and self._erased_sweep <= now:
+            self._erased = {d: until for d, until in self._erased.items() if until > now}
+            self._erased_sweep = min(self._erased.values(), default=snapshot.NO_DUE)
         heap = self._heap
         while heap and heap[0] <= now:
             due = heapq.heappop(heap)
@@ -189,7 +217,10 @@ class Shard:
 
     def next_deadline_ns(self) -> int | None:
         """Return when ``expire`` next has something to do (possibly early, never late)."""
-        return self._heap[0] if self._heap else None
+        due = self._heap[0] if self._heap else None
+        if self._erased and (due is None or self._erased_sweep < due):
+            return self._erased_sweep
+        return due
 
     def snapshot(self) -> ShardSnapshot:
         """Return the shard as of now, for a recovery snapshot: later changes cannot reach it.
@@ -203,6 +234,48 @@ class Shard:
         taken = ShardSnapshot(self)
         self._gen += 1  # the live customers it holds are not changed any more, only copied
         return taken
+
+    def _erase(self, key: CustomerKey, request: ErasureRequest, batch: Batch) -> None:
+        """Drop the customer, live or packed, and drop its events until the horizon passes.
+
+        Idempotent: a replayed request finds nothing more to drop and moves the horizon. It is
+        reported (``Batch.erased``) even then, so that the sinks finish what a crash cut short.
+        """
+        batch.forget(key)
+        state = self._live.pop(key, None)
+        if state is None:
+            blob = self._packed.pop(key, None)
+            if blob is not None:
+                state = snapshot.unpack(blob)
+                m, w = state.counts()
+                self._packed_messages -= m
+                self._packed_walkins -= w
+        messages, walkins, ghosts, _ = state.records() if state is not None else ((), (), (), None)
+        credited = [w[W_ID] for w in walkins if w[W_DECIDED] and w[W_BEST] is not None]
+        credited += [g[G_ID] for g in ghosts if g[G_KEY] is not None]
+        digest = erasure_digest(key)
+        until = batch.now_ns + batch.rules.erasure_horizon_ns
+        self._erased[digest] = max(until, self._erased.get(digest, until))
+        self._erased_sweep = min(self._erased.values())
+        batch.erased.append(
+            Erased(
+                request.business_id,
+                request.customer_id,
+                tuple(credited),
+                len(messages),
+                len(walkins),
+                len(ghosts),
+                request.requested_at_ns,
+            )
+        )
+
+    def _suppressed(self, key: CustomerKey, batch: Batch) -> bool:
+        """Whether the event's customer was erased within the horizon (the event is dropped)."""
+        until = self._erased.get(erasure_digest(key))
+        if until is None or until <= batch.now_ns:
+            return False
+        self.suppressed += 1
+        return True
 
     def _pack(self, count: int, *, keep_crowded: bool = False) -> None:
         live, packed = self._live, self._packed
@@ -289,7 +362,15 @@ class ShardSnapshot:
     ``Shard``. Without recovery a snapshot costs no serialization at all.
     """
 
-    __slots__ = ("_blob", "_decide_by", "_last_walkin_read", "_live", "_packed", "retained")
+    __slots__ = (
+        "_blob",
+        "_decide_by",
+        "_erased",
+        "_last_walkin_read",
+        "_live",
+        "_packed",
+        "retained",
+    )
 
     def __init__(self, shard: Shard) -> None:
         self._packed = dict(shard._packed)  # bytes are immutable
@@ -297,6 +378,7 @@ class ShardSnapshot:
         self.retained = shard.retained()  # (messages, walk-ins)
         self._decide_by = shard._decide_by
         self._last_walkin_read = shard._last_walkin_read
+        self._erased = dict(shard._erased)
         self._blob: bytes | None = None
 
     def state(self) -> tuple[Any, ...]:
@@ -309,6 +391,7 @@ class ShardSnapshot:
             *self.retained,
             self._decide_by,
             self._last_walkin_read,
+            self._erased,
         )
 
     def blob(self) -> bytes:

@@ -24,16 +24,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Generic, NoReturn, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, NoReturn, TypeVar, cast
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import encode_walkthrough
+from walkthroughs.dead_letters import carried_headers
 from walkthroughs.errors import SinkUnavailableError
-from walkthroughs.schema import Attributed, DeadLetter
+from walkthroughs.schema import Attributed, DeadLetter, Tombstone
 
 log = logging.getLogger(__name__)
 _FLUSH_SLICE_S = 1.0  # a flush waits in slices of this, so that a stop request ends it
@@ -43,10 +44,17 @@ Record = tuple[bytes | None, bytes | None, Headers | None]  # key, value, header
 Serializer = Callable[[X], Record]
 
 
-def walkthrough_record(item: Attributed) -> Record:
-    """Output topic record: key = walkin_id (UTF-8), value = Walkthrough bytes."""
-    w = item.walkthrough
+def walkthrough_record(item: Attributed | Tombstone) -> Record:
+    """Output topic record: key = walkin_id (UTF-8), value = Walkthrough bytes (None: erased)."""
+    if item.__class__ is Tombstone:
+        return tombstone_record(item.walkin_id)
+    w = cast(Attributed, item).walkthrough
     return w.walkin_id.encode(), encode_walkthrough(w), None
+
+
+def tombstone_record(walkin_id: str) -> Record:
+    """The record that makes compaction remove a walk-in's walkthroughs from the output topic."""
+    return walkin_id.encode(), None, None
 
 
 MAX_ERROR_BYTES = 4096
@@ -56,7 +64,11 @@ _FIT_SLACK = 256  # room for the headers that say what was cut
 
 
 def dead_letter_record(item: DeadLetter) -> Record:
-    """DLQ record: the original key and bytes, with the reason and where they came from."""
+    """DLQ record: the original key and bytes, with the reason and where they came from.
+
+    A record that ``dlq redrive`` sent keeps its redrive headers (``dead_letters``): the loop
+    guard counts attempts with them.
+    """
     o = item.origin
     error = item.error.encode()
     if len(error) > MAX_ERROR_BYTES:
@@ -67,6 +79,8 @@ def dead_letter_record(item: DeadLetter) -> Record:
         ("source_partition", str(o.partition).encode()),
         ("source_offset", str(o.offset).encode()),
     ]
+    if o.headers:
+        headers += carried_headers(o.headers)
     return o.key, o.value, headers
 
 
@@ -271,4 +285,27 @@ class _KafkaWriter(StatelessSinkPartition[tuple[str, X]], Generic[X]):
         # Bytewax also closes partitions while a failure unwinds the worker; raising again then
         # would abort the process and hide the first error.
         if not self._producer.failed:
+            self._producer.confirm()
+
+
+class TombstoneWriter:
+    """Writes tombstones for the MongoDB sink's erasures: the ids state no longer holds.
+
+    One producer per process, made on first use (most runs erase nothing), shared by the
+    sink's partitions; each call returns once the broker acknowledged its records.
+    """
+
+    def __init__(self, kafka_config: Mapping[str, str], topic: str, timeout_s: float) -> None:
+        self._config = producer_config(kafka_config, timeout_s)
+        self._topic = topic
+        self._timeout_s = timeout_s
+        self._producer: CheckedProducer | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, walkin_ids: Sequence[str]) -> None:
+        """Tombstone each id on the output topic and wait for the acknowledgements."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = CheckedProducer(self._config, self._topic, self._timeout_s)
+            self._producer.send([tombstone_record(i) for i in walkin_ids])
             self._producer.confirm()

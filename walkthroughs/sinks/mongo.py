@@ -41,7 +41,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pymongo import ASCENDING, DeleteOne, InsertOne, MongoClient, ReplaceOne
@@ -51,7 +51,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.errors import SinkUnavailableError
-from walkthroughs.schema import Walkthrough
+from walkthroughs.schema import Erased, Walkthrough
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ SINK_PARTITIONS = 64
 Doc = dict[str, Any]
 T = TypeVar("T")
 Sleeper = Callable[[float], None]
+Eraser = Callable[[Database[Doc], Erased], object]
+"""Carries out one erasure (``mongo_erasure.erase_customer`` with its tombstone writer)."""
 # Errors worth retrying: the server or the network is away for a while.
 TRANSIENT = (AutoReconnect, ConnectionFailure)
 
@@ -72,6 +74,8 @@ TRANSIENT = (AutoReconnect, ConnectionFailure)
 RECOUNT_INDEX = "business_date_channel"
 """Covers the recount: ``_recount`` reads only these three fields, so on MongoDB it is an
 index-only scan (no document fetched), and its prefix serves the dashboard's per-day queries."""
+CUSTOMER_INDEX = "business_customer"
+"""Finds a customer's documents, however old: what an erasure deletes (``mongo_erasure``)."""
 DUPLICATE_KEY = 11000
 VERSION = "version"
 """Field of a count document, raised by every rewrite: the recount's optimistic concurrency."""
@@ -98,6 +102,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     db[WALKTHROUGHS].create_index(
         [("business_id", ASCENDING), ("local_date", ASCENDING), ("channel", ASCENDING)],
         name=RECOUNT_INDEX,
+    )
+    db[WALKTHROUGHS].create_index(
+        [("business_id", ASCENDING), ("customer_id", ASCENDING)], name=CUSTOMER_INDEX
     )
     db[COUNTS].create_index(
         [("business_id", ASCENDING), ("date", ASCENDING)], name="business_date", unique=True
@@ -251,7 +258,7 @@ def _applied(db: Database[Doc], ops: list[Any]) -> bool:
     return done == len(ops)
 
 
-class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
+class MongoOutput(FixedPartitionedSink[Walkthrough | Erased, None]):
     """Walkthroughs keyed by ``business_id`` into ``SINK_PARTITIONS`` single-writer partitions.
 
     All partitions of a process share one client (pymongo clients are thread-safe and pool their
@@ -272,8 +279,10 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
         sleep: Sleeper = stopping.wait,
         monotonic: Callable[[], float] = time.monotonic,
         client_factory: Callable[[str, float], MongoClient[Doc]] | None = None,
+        erase: Eraser | None = None,
     ) -> None:
         self._uri = uri
+        self._erase = erase
         self._database = database
         self._retry_limit_s = retry_limit_s
         self._request_timeout_s = request_timeout_s
@@ -300,7 +309,7 @@ class MongoOutput(FixedPartitionedSink[Walkthrough, None]):
             self._open_parts += 1
             client = self._client
         retrying = Retrying(self._retry_limit_s, self._sleep, self._monotonic)
-        return _MongoWriter(client[self._database], retrying, self._release)
+        return _MongoWriter(client[self._database], retrying, self._release, self._erase)
 
     def _release(self) -> None:
         with self._lock:
@@ -366,7 +375,7 @@ class Retrying:
                 delay = min(delay * 2, 10.0)
 
 
-class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
+class _MongoWriter(StatefulSinkPartition[Walkthrough | Erased, None]):
     """Writes each batch Bytewax hands over before returning.
 
     Synchronous on purpose: a write must be in MongoDB before Bytewax can commit the epoch that
@@ -376,12 +385,38 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough, None]):
     crash the worker loudly.
     """
 
-    def __init__(self, db: Database[Doc], retrying: Retrying, release: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database[Doc],
+        retrying: Retrying,
+        release: Callable[[], None],
+        erase: Eraser | None,
+    ) -> None:
         self._db = db
         self._retrying = retrying
         self._release = release
+        self._erase = erase
 
-    def write_batch(self, values: list[Walkthrough]) -> None:
+    def write_batch(self, values: list[Walkthrough | Erased]) -> None:
+        """Write the batch in its order: walkthroughs in bulks, each erasure where it falls."""
+        start = 0
+        for i, item in enumerate(values):
+            if item.__class__ is Erased:
+                self._write([cast(Walkthrough, w) for w in values[start:i]])
+                self._erase_one(item)
+                start = i + 1
+        self._write(cast(list[Walkthrough], values[start:] if start else values))
+
+    def _erase_one(self, erased: Erased) -> None:
+        eraser = self._erase
+        if eraser is None:
+            msg = "an erasure reached a MongoDB sink built without an eraser"
+            raise RuntimeError(msg)
+        self._retrying("erase_customer", lambda: eraser(self._db, erased))
+
+    def _write(self, values: list[Walkthrough]) -> None:
+        if not values:
+            return
         metrics.SINK_BATCH_SIZE.labels("mongo").observe(len(values))
         started = time.monotonic()
         written = self._retrying("write_walkthroughs", lambda: write_walkthroughs(self._db, values))

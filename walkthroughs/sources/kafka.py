@@ -189,7 +189,9 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
             if self._end is not None and offset >= self._end:
                 self._done = True
                 break
-            batch.append(new_origin((self._topic, self._partition, offset, m.key(), m.value())))
+            batch.append(
+                new_origin((self._topic, self._partition, offset, m.key(), m.value(), m.headers()))
+            )
             self._next = offset + 1
         if self._end is not None and not self._done:
             self._done = self._next >= self._end or self._caught_up_past_gaps()

@@ -1,0 +1,149 @@
+"""Dead letters read back: reasons, the redrive plan, its loop guard, the headers it carries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from walkthroughs.codec import encode_walkin
+from walkthroughs.dead_letters import (
+    OTHER,
+    Letter,
+    carried_headers,
+    known_reasons,
+    plan_redrive,
+    reason_of,
+    redrive_headers,
+    sample,
+    summarize,
+)
+from walkthroughs.schema import Reason, WalkInEvent
+
+KINDS = {"walkins": "walkins", "zr-messages": "messages", "erasures": "erasures"}
+
+
+def letter(
+    offset: int,
+    error: str = "invalid timezone: 'PST' is not a tzdata zone",
+    *,
+    source: tuple[str, int, int] = ("walkins", 0, 7),
+    redriven: int = 0,
+    origin: str | None = None,
+    value: bytes | None = b"",
+    extra: dict[str, bytes] | None = None,
+) -> Letter:
+    headers = {
+        "error": error.encode(),
+        "source_topic": source[0].encode(),
+        "source_partition": str(source[1]).encode(),
+        "source_offset": str(source[2]).encode(),
+        **({"redrive_count": str(redriven).encode()} if redriven else {}),
+        **({"redrive_origin": origin.encode()} if origin else {}),
+        **(extra or {}),
+    }
+    return Letter(0, offset, 1_700_000_000_000 + offset, b"k", value, headers)
+
+
+def test_reason_is_the_longest_known_prefix_and_other_when_none() -> None:
+    assert reason_of("invalid timezone: 'PST'") == "invalid timezone"
+    assert reason_of("missing field") == Reason.MISSING_FIELD.value
+    assert reason_of("missing field: customer_id") == Reason.MISSING_FIELD.value
+    assert reason_of("missing fieldx") == OTHER  # a prefix of a word is not the reason
+    assert reason_of("") == OTHER
+    assert reason_of("\x00garbage") == OTHER
+    assert set(known_reasons()) == {*(r.value for r in Reason), OTHER}
+    for reason in Reason:  # every reason the service writes reads back as itself
+        assert reason_of(f"{reason.value}: detail") == reason.value
+
+
+def test_lineage_is_the_first_position_for_every_redriven_copy() -> None:
+    first = letter(1)
+    assert first.lineage == "walkins#0@7"
+    assert first.redrive_count == 0
+    again = letter(2, source=("walkins", 3, 90), redriven=1, origin="walkins#0@7")
+    assert again.lineage == first.lineage
+    assert again.source == ("walkins", 3, 90)
+    hostile = letter(3, extra={"source_partition": b"x", "source_offset": b"\xff"})
+    assert hostile.source == ("walkins", 0, 0)  # unreadable numbers do not raise
+
+
+def test_plan_sends_the_latest_attempt_of_each_lineage_once() -> None:
+    letters = [
+        letter(1),  # dead-lettered...
+        letter(2),  # ...and again by a replay of the epoch: the same lineage
+        letter(3, source=("walkins", 1, 8)),
+        letter(4, source=("walkins", 2, 40), redriven=1, origin="walkins#0@7"),
+        letter(5, "missing field: customer_id", source=("walkins", 0, 9)),
+    ]
+    plan = plan_redrive(letters, "invalid timezone", max_redrives=3)
+    assert [g.offset for g in plan.send] == [3, 4]  # 4 supersedes 1 and 2
+    assert plan.stopped == plan.truncated == []
+    assert [g.offset for g in plan_redrive(letters, "missing field", 3).send] == [5]
+    assert plan_redrive(letters, "undecodable", 3).send == []
+
+
+def test_a_lineage_whose_latest_attempt_failed_otherwise_is_not_sent_for_the_old_reason() -> None:
+    letters = [
+        letter(1),
+        letter(2, "missing field: x", source=("walkins", 0, 50), redriven=1, origin="walkins#0@7"),
+    ]
+    assert plan_redrive(letters, "invalid timezone", 3).send == []
+    assert [g.offset for g in plan_redrive(letters, "missing field", 3).send] == [2]
+
+
+def test_loop_guard_holds_back_a_record_redriven_max_times() -> None:
+    letters = [letter(1, source=("walkins", 0, 100), redriven=2, origin="walkins#0@7")]
+    assert plan_redrive(letters, "invalid timezone", max_redrives=3).send == letters
+    held = plan_redrive(letters, "invalid timezone", max_redrives=2)
+    assert (held.send, held.stopped) == ([], letters)
+    assert redrive_headers(letters[0], datetime(2026, 12, 3, tzinfo=UTC)) == [
+        ("redrive_count", b"3"),
+        ("redrive_origin", b"walkins#0@7"),
+        ("redriven_at", b"2026-12-03T00:00:00+00:00"),
+    ]
+
+
+def test_a_truncated_letter_is_never_sent_as_if_whole() -> None:
+    cut = letter(1, "undecodable: 2000000 bytes", extra={"value_truncated": b"2000000"})
+    plan = plan_redrive([cut], "undecodable", 3)
+    assert (plan.send, plan.truncated) == ([], [cut])
+
+
+def test_only_the_redrive_headers_are_carried_and_they_are_cut() -> None:
+    headers: list[tuple[str, bytes | None]] = [
+        ("traceparent", b"00-ab"),
+        ("redrive_count", b"2"),
+        ("redrive_origin", b"x" * 10_000),
+        ("error", b"forged"),
+        ("redrive_count", None),
+    ]
+    assert carried_headers(headers) == [
+        ("redrive_count", b"2"),
+        ("redrive_origin", b"x" * 256),
+        ("redrive_count", b""),
+    ]
+    assert carried_headers(None) == []
+
+
+def test_summary_groups_by_reason_most_frequent_first() -> None:
+    rows = summarize([letter(1), letter(2, redriven=1), letter(3, "missing field: x")])
+    assert [(r.reason, r.count, r.first_offset, r.last_offset, r.redriven) for r in rows] == [
+        ("invalid timezone", 2, 1, 2, 1),
+        ("missing field", 1, 3, 3, 0),
+    ]
+    assert rows[0].first_at < rows[0].last_at
+
+
+def test_sample_shows_what_a_bad_record_holds_without_validating_it() -> None:
+    walkin = WalkInEvent("w1", "b", "c", "", 1_700_000_000_000_000_000, "")
+    shown = sample(letter(1, value=encode_walkin(walkin, timezone="PST")), KINDS)
+    assert 'walkin_id: "w1"' in shown
+    assert 'timezone: "PST"' in shown
+    assert "\n" not in shown
+    assert "do not parse as WalkIn" in sample(letter(2, value=b"\xff\xff\xff"), KINDS)
+    assert sample(letter(3, value=None), KINDS) == "(no value)"
+    erasure = letter(4, source=("erasures", 0, 1), value=b'{"business_id": "' + b"b" * 999)
+    assert sample(erasure, KINDS).endswith("...")
+    assert len(sample(erasure, KINDS)) == 300
+    assert "does not read" in sample(letter(5, source=("elsewhere", 0, 1), value=b"x"), KINDS)
+    cut = letter(6, value=encode_walkin(walkin), extra={"value_truncated": b"1"})
+    assert sample(cut, KINDS).startswith("(a prefix) ")

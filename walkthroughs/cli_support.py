@@ -1,0 +1,52 @@
+"""What every ``python -m walkthroughs`` command shares: settings, output, error reporting."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+import pymongo
+from confluent_kafka import KafkaException
+from rich.console import Console
+
+from walkthroughs.config import Settings
+from walkthroughs.errors import WalkthroughsError
+from walkthroughs.redaction import scrub
+
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_from_env() -> Settings:
+    """The service's settings, from the same ``WALKTHROUGHS_*`` environment as the dataflow."""
+    return Settings.from_env(os.environ)
+
+
+def reports_errors(command: F) -> F:
+    """Turn the service's errors and its clients' into a one-line message and exit code 1."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WalkthroughsError as exc:
+            raise click.ClickException(scrub(str(exc))) from exc
+        except (KafkaException, pymongo.errors.PyMongoError) as exc:
+            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise click.ClickException(scrub(text)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def instant(value: str) -> datetime:
+    """An ISO 8601 time from the command line (UTC when it names no zone)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        msg = f"{value!r} is not an ISO 8601 time, e.g. 2026-12-01T08:00"
+        raise click.BadParameter(msg) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

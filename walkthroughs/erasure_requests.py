@@ -1,0 +1,83 @@
+"""Erasure requests on the wire: JSON records of the compacted erasures topic (no I/O).
+
+A request is keyed by ``["<business_id>", "<customer_id>"]`` (JSON, UTF-8), so compaction keeps
+one per customer, and its value is
+``{"business_id": ..., "customer_id": ..., "requested_at": "<ISO 8601, UTC>", "reason": ...}``.
+JSON rather than protobuf: the contract's wire schema has no such message, and an operator can
+write or read a request with ``kcat`` alone. ``reason`` is for the people who read the topic;
+the service never copies it into a log or a metric (it may say who asked, and why).
+
+A record that is not such a request becomes a dead letter like any bad input record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from walkthroughs.codec import MAX_ID_BYTES, NS_PER_S
+from walkthroughs.errors import DecodeError
+from walkthroughs.schema import DeadLetter, ErasureRequest, Origin, Reason
+
+_ID_FIELDS = ("business_id", "customer_id")
+
+
+def encode_request(
+    business_id: str, customer_id: str, requested_at: datetime, reason: str = ""
+) -> tuple[bytes, bytes]:
+    """Return the (key, value) of a request to erase the customer."""
+    value = {
+        "business_id": business_id,
+        "customer_id": customer_id,
+        "requested_at": requested_at.astimezone(UTC).isoformat(),
+        "reason": reason,
+    }
+    return request_key(business_id, customer_id), orjson.dumps(value)
+
+
+def request_key(business_id: str, customer_id: str) -> bytes:
+    """The record key of a customer's requests: compaction keeps the latest one."""
+    return orjson.dumps([business_id, customer_id])
+
+
+def decode_request(value: bytes | None) -> ErasureRequest:
+    """Parse and validate a request; raise ``DecodeError`` saying what is wrong."""
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(Reason.UNDECODABLE, f"erasure request is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise DecodeError(Reason.UNDECODABLE, "erasure request is not a JSON object")
+    ids = []
+    for name in _ID_FIELDS:
+        found = doc.get(name)
+        if not isinstance(found, str) or not found:
+            raise DecodeError(Reason.MISSING_FIELD, name)
+        size = len(found.encode())
+        if size > MAX_ID_BYTES:
+            raise DecodeError(Reason.ID_TOO_LONG, f"{name}: {size} bytes, at most {MAX_ID_BYTES}")
+        ids.append(found)
+    return ErasureRequest(ids[0], ids[1], _requested_at_ns(doc.get("requested_at")))
+
+
+def _requested_at_ns(raw: object) -> int:
+    """The request's time in ns (0 when absent: the audit then reports no delay)."""
+    if raw is None:
+        return 0
+    try:
+        at = datetime.fromisoformat(str(raw))
+    except ValueError as exc:
+        detail = f"requested_at: {str(raw)[:40]!r} is not an ISO 8601 time"
+        raise DecodeError(Reason.INVALID_TIMESTAMP, detail) from exc
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+
+
+def decode_erasure_record(origin: Origin) -> tuple[ErasureRequest, Origin] | DeadLetter:
+    """Decode a record of the erasures topic; a bad one becomes a dead letter, never raises."""
+    try:
+        return decode_request(origin.value), origin
+    except DecodeError as exc:
+        return DeadLetter(origin, exc.reason, str(exc))
