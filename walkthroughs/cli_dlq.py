@@ -9,7 +9,8 @@ rules of what is sent, and the loop guard, are in ``dead_letters``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,14 +22,16 @@ from walkthroughs.cli_support import console, instant, reports_errors, settings_
 from walkthroughs.config import Settings
 from walkthroughs.dead_letters import (
     Letter,
+    RedrivePlanner,
+    Summary,
+    Verdict,
     known_reasons,
-    plan_redrive,
     redrive_headers,
     sample,
-    summarize,
+    shown,
 )
 from walkthroughs.sinks.kafka import Headers
-from walkthroughs.topics import produce_to, read_topic
+from walkthroughs.topics import TopicSlice, iter_slice, produce_to, slice_topic
 
 DEFAULT_MAX_REDRIVES = 3
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,18 +59,24 @@ _until = click.option("--until", default=None, help="Dead-lettered before (ISO 8
 @_reason_option(required=False)
 @_since
 @_until
-@click.option("--limit", default=3, show_default=True, help="Samples shown per reason.")
+@click.option(
+    "--limit", default=3, show_default=True, type=click.IntRange(0), help="Samples per reason."
+)
 @reports_errors
 def inspect(reason: str | None, since: str | None, until: str | None, limit: int) -> None:
-    """A table of reasons with counts and offsets, and decoded samples of each."""
+    """A table of reasons with counts and offsets, and decoded samples of each.
+
+    One pass over the DLQ, holding the counts and the first ``--limit`` samples per reason.
+    """
     settings = settings_from_env()
-    letters = _read(settings, since, until)
-    if reason is not None:
-        letters = [g for g in letters if g.reason == reason]
+    summary = Summary(samples_per_reason=limit)
+    for g in _letters(settings, _slice(settings, since, until)):
+        if reason is None or g.reason == reason:
+            summary.add(g)
     table = Table(title=f"Dead letters in {settings.dlq_topic}")
     for column in ("reason", "records", "offsets", "first", "last", "redriven"):
         table.add_column(column, justify="right" if column in {"records", "redriven"} else "left")
-    rows = summarize(letters)
+    rows = summary.rows()
     for row in rows:
         table.add_row(
             row.reason,
@@ -80,11 +89,10 @@ def inspect(reason: str | None, since: str | None, until: str | None, limit: int
     console.print(table)
     kinds = _topic_kinds(settings)
     for row in rows:
-        shown = [g for g in letters if g.reason == row.reason][:limit]
-        console.print(f"[bold]{row.reason}[/bold]: {len(shown)} of {row.count}")
-        for g in shown:
+        console.print(f"[bold]{row.reason}[/bold]: {len(row.samples)} of {row.count}")
+        for g in row.samples:
             topic, partition, offset = g.source
-            console.print(f"  {topic}#{partition}@{offset}  {g.error}", markup=False)
+            console.print(f"  {shown(topic)}#{partition}@{offset}  {shown(g.error)}", markup=False)
             console.print(f"    {sample(g, kinds)}", markup=False)
 
 
@@ -108,58 +116,82 @@ def redrive(
 
     Each record keeps its key and bytes and gets redrive_count and redrive_origin headers.
     Safe to repeat: a record that now passes is a duplicate the second time, and ignored.
+    Two passes over the same offsets: the first plans (a small tuple per lineage), the
+    second streams the chosen records to the producer.
     """
     settings = settings_from_env()
-    plan = plan_redrive(_read(settings, since, until), reason, max_redrives)
-    for g in plan.stopped:
-        console.print(
-            f"loop guard: {g.lineage} was redriven {g.redrive_count} times and failed again "
-            f"({g.error}); not sent",
-            markup=False,
-        )
-    for g in plan.truncated:
-        console.print(f"cannot redrive {g.lineage}: the DLQ holds only a prefix of its bytes")
+    dlq_slice = _slice(settings, since, until)
+    planner = RedrivePlanner()
+    for g in _letters(settings, dlq_slice):
+        planner.add(g)
     inputs = {*settings.messages_topics, *settings.walkins_topics, settings.erasures_topic}
-    strays = [g for g in plan.send if g.source[0] not in inputs]
-    for g in strays:
-        console.print(f"cannot redrive {g.lineage}: {g.source[0]!r} is not an input topic now")
-    send = [g for g in plan.send if g.source[0] in inputs]
-    if dry_run:
-        per_topic: dict[str, int] = {}
-        for g in send:
-            per_topic[g.source[0]] = per_topic.get(g.source[0], 0) + 1
-        shown = ", ".join(f"{n} to {t}" for t, n in sorted(per_topic.items())) or "nothing"
-        console.print(f"dry run: would redrive {len(send)} record(s) ({shown}); sent nothing")
+    plan = planner.plan(reason, max_redrives, inputs)
+    to_send = plan.count(Verdict.SEND)
+    if dry_run and to_send == len(plan.verdicts):  # nothing held back to list: no second pass
+        _say_dry_run(to_send, plan.sends_per_topic)
         return
     now = datetime.now(UTC)
-    records: list[tuple[str, bytes | None, bytes | None, Headers | None]] = [
-        (g.source[0], g.key, g.value, list(redrive_headers(g, now))) for g in send
-    ]
+    found: Counter[Verdict] = Counter()
+
+    def chosen() -> Iterator[tuple[str, bytes | None, bytes | None, Headers | None]]:
+        for verdict, g in plan.judge(_letters(settings, dlq_slice)):
+            found[verdict] += 1
+            if verdict is not Verdict.SEND:
+                _report_held(verdict, g)
+            elif not dry_run:
+                yield (g.source[0], g.key, g.value, list(redrive_headers(g, now)))
+
+    if dry_run:
+        for _ in chosen():
+            pass
+        _say_dry_run(to_send, plan.sends_per_topic)
+        return
     columns = (TextColumn("redrive"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("redrive", total=len(records))
-        produce_to(
+        task = progress.add_task("redrive", total=to_send)
+        sent = produce_to(
             settings.kafka_config(),
-            records,
+            chosen(),
             on_progress=lambda done: progress.update(task, completed=done),
         )
-    held = len(plan.stopped) + len(plan.truncated) + len(strays)
+    gone = len(plan.verdicts) - found.total()
+    if gone:
+        console.print(f"{gone} planned record(s) were deleted by retention between the passes")
+    held = found.total() - found[Verdict.SEND]
     console.print(
-        f"redriven: {len(records)} record(s) of reason {reason!r}; held back: {held} "
-        f"({len(plan.stopped)} at the loop guard of {max_redrives})"
+        f"redriven: {sent} record(s) of reason {reason!r}; held back: {held} "
+        f"({found[Verdict.STOPPED]} at the loop guard of {max_redrives})"
     )
 
 
-def _read(settings: Settings, since: str | None, until: str | None) -> list[Letter]:
-    records = read_topic(
+def _say_dry_run(to_send: int, per_topic: Mapping[str, int]) -> None:
+    targets = ", ".join(f"{n} to {t}" for t, n in sorted(per_topic.items())) or "nothing"
+    console.print(f"dry run: would redrive {to_send} record(s) ({targets}); sent nothing")
+
+
+def _report_held(verdict: Verdict, g: Letter) -> None:
+    lineage = shown(g.lineage)
+    why = {
+        Verdict.STOPPED: f"loop guard: {lineage} was redriven {g.redrive_count} times and "
+        f"failed again ({shown(g.error)}); not sent",
+        Verdict.TRUNCATED: f"cannot redrive {lineage}: the DLQ holds only a prefix of its bytes",
+        Verdict.STRAY: f"cannot redrive {lineage}: {shown(g.source[0])!r} is no input topic now",
+    }[verdict]
+    console.print(why, markup=False)
+
+
+def _slice(settings: Settings, since: str | None, until: str | None) -> TopicSlice:
+    return slice_topic(
         settings.kafka_config(),
         settings.dlq_topic,
         since=instant(since) if since else None,
         until=instant(until) if until else None,
     )
-    return [
-        Letter(r.partition, r.offset, r.timestamp_ms, r.key, r.value, r.headers) for r in records
-    ]
+
+
+def _letters(settings: Settings, dlq_slice: TopicSlice) -> Iterator[Letter]:
+    for r in iter_slice(settings.kafka_config(), dlq_slice):
+        yield Letter(r.partition, r.offset, r.timestamp_ms, r.key, r.value, r.headers)
 
 
 def _topic_kinds(settings: Settings) -> dict[str, str]:

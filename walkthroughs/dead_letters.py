@@ -17,9 +17,14 @@ second time, which the service ignores, so a redrive run twice changes no result
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import hashlib
+import sys
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
+from typing import NamedTuple
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -125,56 +130,186 @@ class ReasonRow:
     first_at: datetime
     last_at: datetime
     redriven: int  # of them, dead letters of records that had been redriven
+    samples: tuple[Letter, ...] = ()  # the first few, in the order read
 
 
-def summarize(letters: Iterable[Letter]) -> list[ReasonRow]:
-    """Group dead letters by reason, most frequent first."""
-    groups: dict[str, list[Letter]] = {}
-    for letter in letters:
-        groups.setdefault(letter.reason, []).append(letter)
-    rows = [
-        ReasonRow(
+class Summary:
+    """Dead letters tallied by reason as they are read: memory per reason, not per letter.
+
+    The reasons are the fixed set of ``known_reasons``, so a DLQ of millions of records (or of
+    hostile error headers) makes a table of at most that many rows.
+    """
+
+    def __init__(self, samples_per_reason: int = 0) -> None:
+        self._samples = samples_per_reason
+        self._tallies: dict[str, _Tally] = {}
+
+    def add(self, letter: Letter) -> None:
+        """Count one dead letter; keep it as a sample if its reason has fewer than wanted."""
+        tally = self._tallies.get(letter.reason)
+        if tally is None:
+            tally = self._tallies[letter.reason] = _Tally(letter)
+        tally.add(letter)
+        if len(tally.samples) < self._samples:
+            tally.samples.append(letter)
+
+    def rows(self) -> list[ReasonRow]:
+        """One row per reason, most frequent first."""
+        rows = [t.row(reason) for reason, t in self._tallies.items()]
+        return sorted(rows, key=lambda r: (-r.count, r.reason))
+
+
+class _Tally:
+    def __init__(self, first: Letter) -> None:
+        self.count = self.redriven = 0
+        self.first_offset = self.last_offset = first.offset
+        self.first_ms = self.last_ms = first.timestamp_ms
+        self.samples: list[Letter] = []
+
+    def add(self, letter: Letter) -> None:
+        self.count += 1
+        self.redriven += 1 if letter.redrive_count else 0
+        self.first_offset = min(self.first_offset, letter.offset)
+        self.last_offset = max(self.last_offset, letter.offset)
+        self.first_ms = min(self.first_ms, letter.timestamp_ms)
+        self.last_ms = max(self.last_ms, letter.timestamp_ms)
+
+    def row(self, reason: str) -> ReasonRow:
+        return ReasonRow(
             reason,
-            len(group),
-            min(g.offset for g in group),
-            max(g.offset for g in group),
-            _at(min(g.timestamp_ms for g in group)),
-            _at(max(g.timestamp_ms for g in group)),
-            sum(1 for g in group if g.redrive_count),
+            self.count,
+            self.first_offset,
+            self.last_offset,
+            _at(self.first_ms),
+            _at(self.last_ms),
+            self.redriven,
+            tuple(self.samples),
         )
-        for reason, group in groups.items()
-    ]
-    return sorted(rows, key=lambda r: (-r.count, r.reason))
+
+
+def summarize(letters: Iterable[Letter], samples_per_reason: int = 0) -> list[ReasonRow]:
+    """Group dead letters by reason, most frequent first."""
+    summary = Summary(samples_per_reason)
+    for letter in letters:
+        summary.add(letter)
+    return summary.rows()
+
+
+class Verdict(Enum):
+    """What a redrive does with the latest dead letter of a lineage of the chosen reason."""
+
+    SEND = "send"
+    STOPPED = "stopped"  # redriven the limit of times: reported, not sent (the loop guard)
+    TRUNCATED = "truncated"  # only a prefix of the bytes is left: cannot be sent as it was
+    STRAY = "stray"  # its source topic is not an input of the service (any more)
+
+
+class _Attempt(NamedTuple):
+    """The little a plan keeps of a dead letter: enough to rank it and judge it."""
+
+    redrive_count: int
+    partition: int
+    offset: int
+    reason: str
+    truncated: bool
+    source_topic: str
+
+
+class RedrivePlanner:
+    """The first of a redrive's two passes over the DLQ: the latest attempt of each lineage.
+
+    It keeps a small tuple per lineage under an 8-byte digest of it (about 200 bytes a lineage
+    in all), never the bytes of a record; the second pass re-reads the same offsets and sends
+    the letters the plan chose.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[bytes, _Attempt] = {}
+
+    def add(self, letter: Letter) -> None:
+        """Take one dead letter into account."""
+        attempt = _Attempt(
+            letter.redrive_count,
+            letter.partition,
+            letter.offset,
+            letter.reason,
+            letter.truncated,
+            sys.intern(letter.source[0]),
+        )
+        lineage = _lineage_digest(letter)
+        held = self._latest.get(lineage)
+        if held is None or attempt[:3] > held[:3]:
+            self._latest[lineage] = attempt
+
+    def plan(
+        self, reason: str, max_redrives: int, inputs: Collection[str] | None = None
+    ) -> RedrivePlan:
+        """Judge the lineages whose latest attempt failed for ``reason``.
+
+        ``inputs``: the topics the service reads now (``None``: any topic).
+        """
+        verdicts: dict[tuple[int, int], tuple[Verdict, bytes]] = {}
+        sources: Counter[str] = Counter()
+        for lineage, a in self._latest.items():
+            if a.reason != reason:
+                continue
+            if a.redrive_count >= max_redrives:
+                verdict = Verdict.STOPPED
+            elif a.truncated:
+                verdict = Verdict.TRUNCATED
+            elif inputs is not None and a.source_topic not in inputs:
+                verdict = Verdict.STRAY
+            else:
+                verdict = Verdict.SEND
+                sources[a.source_topic] += 1
+            verdicts[(a.partition, a.offset)] = (verdict, lineage)
+        return RedrivePlan(verdicts, dict(sources))
+
+
+def _lineage_digest(letter: Letter) -> bytes:
+    return hashlib.blake2b(letter.lineage.encode(errors="replace"), digest_size=8).digest()
 
 
 @dataclass(frozen=True)
 class RedrivePlan:
-    """What a redrive sends, and what the loop guard holds back."""
+    """The verdict on each chosen dead letter, by its position in the DLQ."""
 
-    send: list[Letter]  # the latest dead letter of each lineage, below the limit
-    stopped: list[Letter]  # at the limit: reported, not sent
-    truncated: list[Letter]  # only a prefix of the bytes is left: cannot be sent as it was
+    verdicts: Mapping[tuple[int, int], tuple[Verdict, bytes]]  # and the lineage's digest
+    sends_per_topic: Mapping[str, int]  # of the letters to send, how many go to each topic
+
+    def count(self, verdict: Verdict) -> int:
+        """How many chosen letters have this verdict."""
+        return sum(1 for v, _ in self.verdicts.values() if v is verdict)
+
+    def judge(self, letters: Iterable[Letter]) -> Iterator[tuple[Verdict, Letter]]:
+        """The second pass: the letters the plan chose, each with its verdict, in order read.
+
+        A position that holds another lineage than planned (the topic was deleted and made
+        anew between the passes) is passed over: only what was judged is ever sent.
+        """
+        for letter in letters:
+            planned = self.verdicts.get((letter.partition, letter.offset))
+            if planned is not None and planned[1] == _lineage_digest(letter):
+                yield planned[0], letter
 
 
-def plan_redrive(letters: Iterable[Letter], reason: str, max_redrives: int) -> RedrivePlan:
-    """Choose the dead letters of ``reason`` to redrive: one per lineage, the latest attempt."""
-    latest: dict[str, Letter] = {}
-    for letter in letters:
-        held = latest.get(letter.lineage)
-        if held is None or (letter.redrive_count, letter.partition, letter.offset) > (
-            held.redrive_count,
-            held.partition,
-            held.offset,
-        ):
-            latest[letter.lineage] = letter
-    chosen = sorted(
-        (g for g in latest.values() if g.reason == reason), key=lambda g: (g.partition, g.offset)
-    )
-    return RedrivePlan(
-        send=[g for g in chosen if g.redrive_count < max_redrives and not g.truncated],
-        stopped=[g for g in chosen if g.redrive_count >= max_redrives],
-        truncated=[g for g in chosen if g.redrive_count < max_redrives and g.truncated],
-    )
+def plan_redrive(
+    letters: Iterable[Letter],
+    reason: str,
+    max_redrives: int,
+    inputs: Collection[str] | None = None,
+) -> dict[Verdict, list[Letter]]:
+    """Both passes over letters held in memory: the letters of each verdict, in DLQ order."""
+    held = list(letters)
+    planner = RedrivePlanner()
+    for letter in held:
+        planner.add(letter)
+    chosen: dict[Verdict, list[Letter]] = {v: [] for v in Verdict}
+    for verdict, letter in planner.plan(reason, max_redrives, inputs).judge(held):
+        chosen[verdict].append(letter)
+    for group in chosen.values():
+        group.sort(key=lambda g: (g.partition, g.offset))
+    return chosen
 
 
 def redrive_headers(letter: Letter, now: datetime) -> list[tuple[str, bytes]]:
@@ -212,7 +347,19 @@ def sample(letter: Letter, kinds: Mapping[str, str]) -> str:
 
 
 def _cut(text: str) -> str:
+    text = shown(text)
     return text if len(text) <= _SAMPLE_CHARS else text[: _SAMPLE_CHARS - 3] + "..."
+
+
+def shown(text: str) -> str:
+    """``text`` safe for a terminal: what is not printable is escaped.
+
+    A hostile header may hold control characters or bidi overrides that rewrite an operator's
+    terminal or disguise what it shows.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def _int(raw: bytes | None) -> int:

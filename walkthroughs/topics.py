@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, cast
 
@@ -84,7 +84,15 @@ def produce(
 
     Returns the (partition, offset) where each record landed. Raises ``WalkthroughsError``.
     """
-    return produce_to(kafka_config, [(topic, k, v, None) for k, v in records], timeout_s=timeout_s)
+    landed = [(-1, -1)] * len(records)
+
+    def keep(index: int, partition: int, offset: int) -> None:
+        landed[index] = (partition, offset)
+
+    produce_to(
+        kafka_config, ((topic, k, v, None) for k, v in records), timeout_s=timeout_s, on_landed=keep
+    )
+    return landed
 
 
 def describe_topics(
@@ -130,28 +138,46 @@ def copy_time_range(
     Offsets-for-times finds each partition's first record at or after ``start`` and ``end``, so
     only that range is read. Returns the number of records copied.
     """
-    consumer = Consumer(consumer_config(kafka_config))
+    part = slice_topic(kafka_config, source, since=start, until=end, timeout_s=timeout_s)
     producer = CheckedProducer(producer_config(kafka_config, timeout_s), target, timeout_s)
+    on_progress(0, part.total)
+    copied = 0
+    for batch in _batches(kafka_config, part, timeout_s):
+        producer.send([(m.key(), m.value(), cast(Headers, m.headers())) for m in batch])
+        copied += len(batch)
+        on_progress(copied, part.total)
+    producer.confirm()
+    return copied
+
+
+class TopicSlice(NamedTuple):
+    """Offsets ``[first, end)`` per partition of a topic, fixed when the slice was taken.
+
+    A second read of the same slice sees the same records (less any that retention deleted in
+    between), whatever was produced since: what ``dlq redrive`` plans on, it then sends.
+    """
+
+    topic: str
+    ranges: Mapping[int, tuple[int, int]]
+
+    @property
+    def total(self) -> int:
+        """How many offsets the slice spans."""
+        return sum(end - first for first, end in self.ranges.values())
+
+
+def slice_topic(
+    kafka_config: Mapping[str, str],
+    topic: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    timeout_s: float = 30,
+) -> TopicSlice:
+    """The offsets of ``topic`` up to its end now, or of those produced in ``[since, until)``."""
+    consumer = Consumer(consumer_config(kafka_config))
     try:
-        ranges = offset_ranges(consumer, source, start, end, timeout_s)
-        total = sum(b - a for a, b in ranges.values())
-        on_progress(0, total)
-        consumer.assign([TopicPartition(source, p, a) for p, (a, _) in ranges.items()])
-        done_parts: set[int] = set()
-        copied = 0
-        while len(done_parts) < len(ranges):
-            for m in consumer.consume(1000, timeout=1.0):
-                p, offset = m.partition(), m.offset()
-                if m.error() is not None or p is None or offset is None or p in done_parts:
-                    continue
-                if offset < ranges[p][1]:
-                    producer.send([(m.key(), m.value(), cast(Headers, m.headers()))])
-                    copied += 1
-                if offset + 1 >= ranges[p][1]:
-                    done_parts.add(p)
-            on_progress(copied, total)
-        producer.confirm()
-        return copied
+        return TopicSlice(topic, offset_ranges(consumer, topic, since, until, timeout_s))
     finally:
         consumer.close()
 
@@ -198,35 +224,103 @@ def read_topic(
 ) -> list[Record]:
     """Read a topic up to its end offsets now: all of it, or what was produced in a range.
 
-    ``since``/``until`` bound the records by Kafka record time, ``[since, until)``.
+    ``since``/``until`` bound the records by Kafka record time, ``[since, until)``. For a topic
+    that may be large (the DLQ), ``iter_slice`` reads it without holding it.
     """
+    part = slice_topic(kafka_config, topic, since=since, until=until, timeout_s=timeout_s)
+    return list(iter_slice(kafka_config, part, timeout_s))
+
+
+def iter_slice(
+    kafka_config: Mapping[str, str], part: TopicSlice, idle_timeout_s: float = 30
+) -> Iterator[Record]:
+    """Yield the records of a slice as they are fetched, in offset order within a partition.
+
+    Memory is the consumer's prefetch, not the slice: a DLQ of millions of records is read in
+    one pass. The timeout is on progress (``idle_timeout_s`` without a record), not on the
+    whole read, which takes as long as the slice is large.
+    """
+    for batch in _batches(kafka_config, part, idle_timeout_s):
+        for m in batch:
+            headers = {h[0]: _as_bytes(h[1]) for h in (m.headers() or [])}
+            yield Record(
+                part.topic,
+                m.partition() or 0,
+                m.offset() or 0,
+                m.key(),
+                m.value(),
+                headers,
+                m.timestamp()[1],
+            )
+
+
+def _batches(
+    kafka_config: Mapping[str, str], part: TopicSlice, idle_timeout_s: float
+) -> Iterator[list[Message]]:
+    """The slice's records, in the batches the consumer returns them.
+
+    A partition is done at its end offset, or when nothing is left to fetch below it (the
+    consumer stepped past its end over a control record, or retention deleted the rest); a
+    done partition is paused, so a topic that keeps growing past the slice is not read on.
+
+    Raises:
+        WalkthroughsError: a partition made no progress for ``idle_timeout_s``.
+    """
+    ends = {p: end for p, (_, end) in part.ranges.items()}
     consumer = Consumer(consumer_config(kafka_config))
     try:
-        ranges = offset_ranges(consumer, topic, since, until, timeout_s)
-        ends = {p: last for p, (_, last) in ranges.items()}
-        consumer.assign([TopicPartition(topic, p, first) for p, (first, _) in ranges.items()])
-        records: list[Record] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while len(done) < len(ends):
-            if time.monotonic() > deadline:
-                msg = f"reading {topic}: end offsets not reached within {timeout_s:.0f}s"
-                raise TimeoutError(msg)
-            batch = consumer.consume(1000, timeout=0.2)  # returns early as records arrive
-            for m in batch:
-                if m.error() is not None:
-                    continue
+        consumer.assign([TopicPartition(part.topic, p, a) for p, (a, _) in part.ranges.items()])
+        pending = set(ends)
+        last_progress = last_check = time.monotonic()
+        while pending:
+            kept: list[Message] = []
+            finished: set[int] = set()
+            for m in consumer.consume(1000, timeout=0.2):
                 p, offset = m.partition(), m.offset()
-                if p is None or offset is None or offset >= ends[p]:
+                if m.error() is not None or p not in pending or offset is None:
                     continue
-                headers = {h[0]: _as_bytes(h[1]) for h in (m.headers() or [])}
-                at = m.timestamp()[1]
-                records.append(Record(topic, p, offset, m.key(), m.value(), headers, at))
+                if offset < ends[p]:
+                    kept.append(m)
                 if offset + 1 >= ends[p]:
-                    done.add(p)
-        return records
+                    finished.add(p)
+            if kept:
+                yield kept
+            now = time.monotonic()
+            if kept or finished:
+                last_progress = now
+            elif now - last_check >= _GAP_CHECK_S:
+                last_check = now
+                finished = _nothing_left(consumer, part.topic, pending, ends, idle_timeout_s)
+            if finished:
+                pending -= finished
+                consumer.pause([TopicPartition(part.topic, p) for p in finished])
+            elif pending and now - last_progress > idle_timeout_s:
+                msg = (
+                    f"reading {part.topic}: no record for {idle_timeout_s:.0f}s before the end "
+                    f"offsets of partitions {sorted(pending)}"
+                )
+                raise WalkthroughsError(msg)
     finally:
         consumer.close()
+
+
+_GAP_CHECK_S = 1.0  # how often a partition that returns nothing is checked for being done
+
+
+def _nothing_left(
+    consumer: Consumer, topic: str, pending: set[int], ends: Mapping[int, int], timeout_s: float
+) -> set[int]:
+    """The pending partitions with no record left below their end offset.
+
+    The consumer's position passed the end (it steps over transaction markers without
+    returning them), or the log start did (retention deleted the rest of the range).
+    """
+    done: set[int] = set()
+    for tp in consumer.position([TopicPartition(topic, p) for p in sorted(pending)]):
+        low, _ = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+        if tp.offset >= ends[tp.partition] or low >= ends[tp.partition]:
+            done.add(tp.partition)
+    return done
 
 
 def _as_bytes(value: str | bytes | None) -> bytes:
@@ -237,44 +331,61 @@ def _as_bytes(value: str | bytes | None) -> bytes:
 
 def produce_to(
     kafka_config: Mapping[str, str],
-    records: Sequence[tuple[str, bytes | None, bytes | None, Headers | None]],
+    records: Iterable[tuple[str, bytes | None, bytes | None, Headers | None]],
     on_progress: Callable[[int], object] = lambda done: None,
     timeout_s: float = 60,
-) -> list[tuple[int, int]]:
+    on_landed: Callable[[int, int, int], object] = lambda index, partition, offset: None,
+) -> int:
     """Produce (topic, key, value, headers) records in order, wait for every acknowledgement.
 
-    Returns the (partition, offset) where each record landed; ``on_progress`` gets the count
-    handed to the producer so far.
+    ``records`` is consumed as it is produced (a redrive streams millions without holding
+    them). ``on_progress`` gets the count handed to the producer so far, ``on_landed`` the
+    index, partition and offset of each acknowledged record. Returns the count produced.
 
     Raises:
-        WalkthroughsError: a record was refused or not acknowledged in time.
+        WalkthroughsError: a record was refused or not acknowledged in time (the first refusal
+            stops the run: what follows would most likely be refused too), or ``records``
+            failed midway; either way after waiting for what was handed over, and saying how
+            many records the broker acknowledged.
     """
-    landed: list[tuple[int, int]] = [(-1, -1)] * len(records)
     failures: list[str] = []
+    topics: set[str] = set()
+    acked = 0
 
     def report(index: int) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(error: KafkaError | None, message: Message) -> None:
+            nonlocal acked
             if error is not None:
                 failures.append(str(error))
             else:
-                landed[index] = (message.partition() or 0, message.offset() or 0)
+                acked += 1
+                on_landed(index, message.partition() or 0, message.offset() or 0)
 
         return on_delivery
 
+    def fail(why: object) -> WalkthroughsError:
+        where = ", ".join(sorted(topics)) or "Kafka"
+        return WalkthroughsError(f"producing to {where} failed after {acked} record(s): {why}")
+
     producer = Producer(producer_config(kafka_config, delivery_timeout_s=timeout_s))
-    for i, (topic, key, value, headers) in enumerate(records):
-        while True:
-            try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=report(i))
+    count = 0
+    try:
+        for i, (topic, key, value, headers) in enumerate(records):
+            topics.add(topic)
+            while True:
+                try:
+                    producer.produce(topic, value, key, headers=headers, on_delivery=report(i))
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    producer.poll(0.1)
+            producer.poll(0)
+            if failures:
                 break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
-        producer.poll(0)
-        on_progress(i + 1)
+            count = i + 1
+            on_progress(count)
+    except (KafkaException, WalkthroughsError) as exc:
+        producer.flush(timeout_s)  # what was handed over lands, and is counted, before we say so
+        raise fail(exc.args[0] if exc.args else exc) from exc
     if producer.flush(timeout_s) or failures:
-        topics = sorted({r[0] for r in records})
-        msg = (
-            f"producing to {', '.join(topics)} failed: {failures[:1] or 'not acknowledged in time'}"
-        )
-        raise WalkthroughsError(msg)
-    return landed
+        raise fail(failures[:1] or "not acknowledged in time")
+    return count

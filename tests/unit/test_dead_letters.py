@@ -8,16 +8,21 @@ from walkthroughs.codec import encode_walkin
 from walkthroughs.dead_letters import (
     OTHER,
     Letter,
+    RedrivePlanner,
+    Summary,
+    Verdict,
     carried_headers,
     known_reasons,
     plan_redrive,
     reason_of,
     redrive_headers,
     sample,
+    shown,
     summarize,
 )
 from walkthroughs.schema import Reason, WalkInEvent
 
+SEND, STOPPED, TRUNCATED, STRAY = Verdict.SEND, Verdict.STOPPED, Verdict.TRUNCATED, Verdict.STRAY
 KINDS = {"walkins": "walkins", "zr-messages": "messages", "erasures": "erasures"}
 
 
@@ -75,10 +80,10 @@ def test_plan_sends_the_latest_attempt_of_each_lineage_once() -> None:
         letter(5, "missing field: customer_id", source=("walkins", 0, 9)),
     ]
     plan = plan_redrive(letters, "invalid timezone", max_redrives=3)
-    assert [g.offset for g in plan.send] == [3, 4]  # 4 supersedes 1 and 2
-    assert plan.stopped == plan.truncated == []
-    assert [g.offset for g in plan_redrive(letters, "missing field", 3).send] == [5]
-    assert plan_redrive(letters, "undecodable", 3).send == []
+    assert [g.offset for g in plan[SEND]] == [3, 4]  # 4 supersedes 1 and 2
+    assert plan[STOPPED] == plan[TRUNCATED] == plan[STRAY] == []
+    assert [g.offset for g in plan_redrive(letters, "missing field", 3)[SEND]] == [5]
+    assert plan_redrive(letters, "undecodable", 3)[SEND] == []
 
 
 def test_a_lineage_whose_latest_attempt_failed_otherwise_is_not_sent_for_the_old_reason() -> None:
@@ -86,15 +91,15 @@ def test_a_lineage_whose_latest_attempt_failed_otherwise_is_not_sent_for_the_old
         letter(1),
         letter(2, "missing field: x", source=("walkins", 0, 50), redriven=1, origin="walkins#0@7"),
     ]
-    assert plan_redrive(letters, "invalid timezone", 3).send == []
-    assert [g.offset for g in plan_redrive(letters, "missing field", 3).send] == [2]
+    assert plan_redrive(letters, "invalid timezone", 3)[SEND] == []
+    assert [g.offset for g in plan_redrive(letters, "missing field", 3)[SEND]] == [2]
 
 
 def test_loop_guard_holds_back_a_record_redriven_max_times() -> None:
     letters = [letter(1, source=("walkins", 0, 100), redriven=2, origin="walkins#0@7")]
-    assert plan_redrive(letters, "invalid timezone", max_redrives=3).send == letters
+    assert plan_redrive(letters, "invalid timezone", max_redrives=3)[SEND] == letters
     held = plan_redrive(letters, "invalid timezone", max_redrives=2)
-    assert (held.send, held.stopped) == ([], letters)
+    assert (held[SEND], held[STOPPED]) == ([], letters)
     assert redrive_headers(letters[0], datetime(2026, 12, 3, tzinfo=UTC)) == [
         ("redrive_count", b"3"),
         ("redrive_origin", b"walkins#0@7"),
@@ -105,7 +110,55 @@ def test_loop_guard_holds_back_a_record_redriven_max_times() -> None:
 def test_a_truncated_letter_is_never_sent_as_if_whole() -> None:
     cut = letter(1, "undecodable: 2000000 bytes", extra={"value_truncated": b"2000000"})
     plan = plan_redrive([cut], "undecodable", 3)
-    assert (plan.send, plan.truncated) == ([], [cut])
+    assert (plan[SEND], plan[TRUNCATED]) == ([], [cut])
+
+
+def test_a_letter_from_a_topic_the_service_no_longer_reads_is_held_back() -> None:
+    letters = [letter(1), letter(2, source=("old-walkins", 0, 3))]
+    plan = plan_redrive(letters, "invalid timezone", 3, inputs={"walkins"})
+    assert ([g.offset for g in plan[SEND]], [g.offset for g in plan[STRAY]]) == ([1], [2])
+    assert [g.offset for g in plan_redrive(letters, "invalid timezone", 3)[SEND]] == [1, 2]
+
+
+def test_the_plan_keeps_no_bytes_and_the_second_pass_finds_what_it_chose() -> None:
+    letters = [letter(i, source=("walkins", i % 2, 100 + i)) for i in range(1, 7)]
+    letters.append(letter(7, source=("walkins", 1, 101), redriven=3, origin="walkins#1@101"))
+    planner = RedrivePlanner()
+    for g in letters:
+        planner.add(g)
+    plan = planner.plan("invalid timezone", max_redrives=3)
+    assert all(  # positions in the DLQ, not letters
+        isinstance(p, tuple) and isinstance(v[0], Verdict) for p, v in plan.verdicts.items()
+    )
+    assert (plan.count(SEND), plan.count(STOPPED)) == (5, 1)
+    assert plan.sends_per_topic == {"walkins": 5}
+    # the second pass is a fresh read; a record retention deleted in between is simply missing
+    judged = list(plan.judge(g for g in letters if g.offset != 2))
+    assert [(v, g.offset) for v, g in judged] == [
+        (SEND, 3),
+        (SEND, 4),
+        (SEND, 5),
+        (SEND, 6),
+        (STOPPED, 7),
+    ]
+
+
+def test_a_position_that_holds_another_record_on_the_second_pass_is_not_sent() -> None:
+    planned = [letter(1, source=("walkins", 0, 100)), letter(2, source=("walkins", 0, 101))]
+    planner = RedrivePlanner()
+    for g in planned:
+        planner.add(g)
+    plan = planner.plan("invalid timezone", max_redrives=3)
+    # the DLQ was deleted and made anew between the passes: offset 2 is another record now
+    reread = [planned[0], letter(2, source=("walkins", 0, 999))]
+    assert [g.offset for _, g in plan.judge(reread)] == [1]
+
+
+def test_text_from_headers_is_shown_without_terminal_control_sequences() -> None:
+    hostile = "invalid timezone\x1b]0;owned\x07\x1b[2J\u202e"
+    assert shown(hostile) == "invalid timezone\\u001b]0;owned\\u0007\\u001b[2J\\u202e"
+    assert shown("walkins#0@7 é") == "walkins#0@7 é"
+    assert "\x1b" not in sample(letter(1, source=("erasures", 0, 1), value=hostile.encode()), KINDS)
 
 
 def test_only_the_redrive_headers_are_carried_and_they_are_cut() -> None:
@@ -131,6 +184,16 @@ def test_summary_groups_by_reason_most_frequent_first() -> None:
         ("missing field", 1, 3, 3, 0),
     ]
     assert rows[0].first_at < rows[0].last_at
+    assert rows[0].samples == ()
+
+
+def test_summary_keeps_the_first_samples_per_reason_and_bounded_rows() -> None:
+    summary = Summary(samples_per_reason=2)
+    for i in range(10_000):  # hostile error headers: one row for all that name no reason
+        summary.add(letter(i, f"forged {i}" if i % 2 else "missing field: x"))
+    rows = summary.rows()
+    assert [(r.reason, r.count) for r in rows] == [("missing field", 5000), (OTHER, 5000)]
+    assert [[g.offset for g in r.samples] for r in rows] == [[0, 2], [1, 3]]
 
 
 def test_sample_shows_what_a_bad_record_holds_without_validating_it() -> None:
