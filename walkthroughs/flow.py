@@ -95,7 +95,8 @@ def build_flow(
         return shard_of(event.business_id, event.customer_id), decoded
 
     def build_logic(resume: object | None) -> AttributeLogic:
-        shard = Shard.resumed(resume) if resume is not None else Shard()
+        window = rules.window_ns  # a resumed shard refuses another window: it fails start-up
+        shard = Shard.resumed(resume, window) if resume is not None else Shard(window_ns=window)
         return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
     def build_claims(resume: object | None) -> ClaimLogic:

@@ -28,8 +28,10 @@ from tests.flow.driver import (
     RunOutput,
     Step,
     daily_counts,
+    make_rules,
 )
 from walkthroughs import traffic
+from walkthroughs.errors import ConfigError
 
 RUN_MAIN, CLUSTER_MAIN = ENGINES
 CRASHES = [
@@ -155,3 +157,37 @@ def test_bounded_run_then_a_resumed_run_revises_what_the_first_decided(
     ) == [("w1", "m2", True), ("w2", "n2", False)]
     assert second.dead_letters == []
     assert driver.latest() == inputs.expected()
+
+
+def test_a_resume_under_another_attribution_window_stops_at_start_up(
+    driver: FlowDriver, recovery: RecoveryConfig
+) -> None:
+    """The stored bests were found under the old window: the run refuses before it reads or
+    writes anything, with a message naming the setting; the old window resumes as usual."""
+    inputs = driver.inputs
+    steps: list[Step] = [
+        inputs.message("m1", "b", "c1", T0 - HOUR),
+        inputs.walkin("w1", "b", "c1", T0),
+        TestingSource.EOF(),
+        inputs.message("m2", "b", "c1", T0 - MINUTE),
+    ]
+    driver.run(steps, recovery=recovery)
+    written = len(driver.topic)
+    window = driver.rules.window_ns
+
+    driver.rules = make_rules(window_ns=window // 7)
+    with pytest.raises(Exception) as refused:  # noqa: PT011 (Bytewax wraps the builder's error)
+        driver.run(steps, recovery=recovery)
+    cause: BaseException | None = refused.value
+    while cause is not None and not isinstance(cause, ConfigError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, refused.value
+    assert "WALKTHROUGHS_ATTRIBUTION_WINDOW is 1d" in str(cause)
+    assert "under 7d" in str(cause)
+    assert len(driver.topic) == written  # nothing read, nothing written
+
+    driver.rules = make_rules(window_ns=window)
+    resumed = driver.run(steps, recovery=recovery)
+    assert [
+        (a.walkthrough.walkin_id, a.walkthrough.message_id) for _, a in resumed.walkthroughs
+    ] == [("w1", "m2")]

@@ -23,6 +23,7 @@ from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import CROWDED, Customer
 from walkthroughs.attribution.records import M_CAMPAIGN, W_BEST, W_DECIDED, W_LOCATION, W_READ
 from walkthroughs.attribution.snapshot import STATE_FORMAT, encode
+from walkthroughs.errors import ConfigError
 from walkthroughs.schema import (
     Attributed,
     Channel,
@@ -292,6 +293,19 @@ def test_state_survives_a_pickle_round_trip_with_its_timers() -> None:
     restored = pickle.loads(pickle.dumps(shard))
     assert restored.next_deadline_ns() == HOLD
     assert ids(tick(restored, HOLD)) == [("w", "m1")]
+
+
+def test_a_shard_resumed_under_another_window_refuses_and_names_the_setting() -> None:
+    shard = Shard(window_ns=WINDOW)
+    step(shard, msg("m1", T - H), 0)
+    step(shard, walkin(), 0)
+    stored = pickle.loads(pickle.dumps(shard.snapshot()))
+    with pytest.raises(ConfigError, match=r"WALKTHROUGHS_ATTRIBUTION_WINDOW is 3d.* under 7d"):
+        Shard.resumed(stored, window_ns=3 * 24 * H)
+    same = Shard.resumed(pickle.loads(pickle.dumps(shard.snapshot())), window_ns=WINDOW)
+    assert ids(tick(same, HOLD)) == [("w", "m1")]
+    # a shard that never said its window (benches, the in-memory engine) is taken as it is
+    assert Shard.resumed(pickle.loads(pickle.dumps(Shard())), window_ns=WINDOW).window_ns == WINDOW
 
 
 def test_ids_with_separators_never_share_state() -> None:

@@ -1,7 +1,8 @@
 """The recovery format of the attribution state: versioned, compressed, restored (no I/O).
 
 A shard's snapshot is the tuple ``(STATE_FORMAT, packed customers, their message count, their
-walk-in count, latest decision scheduled, latest walk-in read, erasure markers)`` pickled and
+walk-in count, latest decision scheduled, latest walk-in read, erasure markers, attribution
+window)`` pickled and
 compressed with zstd (level 1, ~4x: under load every shard is snapshotted at every epoch, and an
 epoch's snapshots are all in memory at once on their way to the store). A packed customer is
 ``HEAD`` (its timer's deadline) followed by its ``Records`` pickled: bytes, immutable, copied

@@ -32,6 +32,7 @@ from walkthroughs.attribution.customer import Customer
 from walkthroughs.attribution.keys import CustomerKey, customer_key, erasure_digest
 from walkthroughs.attribution.records import G_ID, G_KEY, W_BEST, W_DECIDED, W_ID
 from walkthroughs.attribution.snapshot import State
+from walkthroughs.errors import ConfigError
 from walkthroughs.schema import Erased, ErasureRequest, MessageEvent, Origin, WalkInEvent
 
 LIVE_CUSTOMERS = 512
@@ -58,10 +59,14 @@ class Shard:
         "_timers",
         "live_limit",
         "suppressed",
+        "window_ns",
     )
 
-    def __init__(self, live_limit: int = LIVE_CUSTOMERS) -> None:
+    def __init__(self, live_limit: int = LIVE_CUSTOMERS, window_ns: int = 0) -> None:
         self.live_limit = live_limit
+        # The attribution window the bests in this shard were found under (0: not said). A
+        # resumed shard refuses another: a best is only ever improved, never searched again.
+        self.window_ns = window_ns
         self._live: dict[CustomerKey, State] = {}
         self._packed: dict[CustomerKey, bytes] = {}
         self._packed_messages = 0  # retained in packed customers (the gauges need counts)
@@ -90,6 +95,7 @@ class Shard:
             self._decide_by,
             self._last_walkin_read,
             self._erased,
+            self.window_ns,
         ) = state
         self._erased_sweep = min(self._erased.values(), default=snapshot.NO_DUE)
         for key, blob in self._packed.items():
@@ -112,11 +118,26 @@ class Shard:
         return shard
 
     @staticmethod
-    def resumed(stored: object) -> Shard:
-        """Return the shard Bytewax resumes a state key with (a stored ``ShardSnapshot``)."""
+    def resumed(stored: object, window_ns: int = 0) -> Shard:
+        """Return the shard Bytewax resumes a state key with (a stored ``ShardSnapshot``).
+
+        Raises:
+            ConfigError: the shard was built under another attribution window than
+                ``window_ns``. Its retained walk-ins hold bests found under the old window,
+                and messages the new one would credit may have been let go already: resuming
+                would be wrong without a trace, so the process stops at start-up instead.
+        """
         if not isinstance(stored, Shard):
             msg = f"recovery snapshot of a shard is a {type(stored).__name__}, not a Shard"
             raise TypeError(msg)
+        if window_ns and stored.window_ns and stored.window_ns != window_ns:
+            msg = (
+                f"WALKTHROUGHS_ATTRIBUTION_WINDOW is {_duration(window_ns)}, but the recovery "
+                f"store was written under {_duration(stored.window_ns)}: set it back, or start "
+                "from a new recovery store (see the README, 'Change the attribution window')"
+            )
+            raise ConfigError(msg)
+        stored.window_ns = window_ns or stored.window_ns
         return stored
 
     def retained(self) -> tuple[int, int]:
@@ -370,6 +391,7 @@ class ShardSnapshot:
         "_live",
         "_packed",
         "retained",
+        "window_ns",
     )
 
     def __init__(self, shard: Shard) -> None:
@@ -379,6 +401,7 @@ class ShardSnapshot:
         self._decide_by = shard._decide_by
         self._last_walkin_read = shard._last_walkin_read
         self._erased = dict(shard._erased)
+        self.window_ns = shard.window_ns
         self._blob: bytes | None = None
 
     def state(self) -> tuple[Any, ...]:
@@ -392,6 +415,7 @@ class ShardSnapshot:
             self._decide_by,
             self._last_walkin_read,
             self._erased,
+            self.window_ns,
         )
 
     def blob(self) -> bytes:
@@ -402,3 +426,11 @@ class ShardSnapshot:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return Shard.restore, (self.blob(),)
+
+
+def _duration(ns: int) -> str:
+    """A window as an operator wrote it, near enough: ``7d``, ``36h``, ``90m``, ``45s``."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if ns % (size * 1_000_000_000) == 0:
+            return f"{ns // (size * 1_000_000_000)}{unit}"
+    return f"{ns}ns"
