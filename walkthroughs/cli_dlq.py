@@ -172,8 +172,8 @@ def _say_dry_run(to_send: int, per_topic: Mapping[str, int]) -> None:
 def _report_held(verdict: Verdict, g: Letter) -> None:
     lineage = shown(g.lineage)
     why = {
-        Verdict.STOPPED: f"loop guard: {lineage} was redriven {g.redrive_count} times and "
-        f"failed again ({shown(g.error)}); not sent",
+        Verdict.STOPPED: f"loop guard: {lineage} was redriven {g.redrive_count} "
+        f"time{'' if g.redrive_count == 1 else 's'} and failed again ({shown(g.error)}); not sent",
         Verdict.TRUNCATED: f"cannot redrive {lineage}: the DLQ holds only a prefix of its bytes",
         Verdict.STRAY: f"cannot redrive {lineage}: {shown(g.source[0])!r} is no input topic now",
     }[verdict]
