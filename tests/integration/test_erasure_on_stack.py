@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from walkthroughs.codec import encode_walkthrough
 from walkthroughs.schema import Channel, Erased, Walkthrough
 from walkthroughs.sinks.kafka import TombstoneWriter
 from walkthroughs.sinks.mongo import WALKTHROUGHS, ensure_indexes, write_walkthroughs
-from walkthroughs.sinks.mongo_erasure import ERASURE_JOURNAL, Eraser
+from walkthroughs.sinks.mongo_erasure import ERASURE_JOURNAL, Eraser, erase_customer
 from walkthroughs.testing.recovery import init_recovery
 
 
@@ -143,4 +144,43 @@ def test_documents_older_than_state_are_found_deleted_recounted_and_tombstoned(
     latest = deployment.latest_records()
     assert latest["g2"] is None  # found in MongoDB, tombstoned after its record
     assert latest["k1"] == kept
+    client.close()
+
+
+def test_a_customer_with_a_long_history_is_erased_in_acknowledged_chunks(
+    deployment: Deployment,
+) -> None:
+    """A test account's history, let go from state long ago, is read as a stream: tombstones
+    go out in chunks of at most ``chunk`` ids, each acknowledged before the next is read, and
+    every one of its ids ends as a tombstone; the days are recounted to the collection."""
+    client: MongoClient[dict[str, Any]] = MongoClient(deployment.mongo_uri, tz_aware=True)
+    db = client[deployment.name]
+    ensure_indexes(db)
+    t = START_NS
+    history = [
+        Walkthrough(
+            f"h{i:03}", "b", "test", "l", t, "m", Channel.SMS, "", t - 1, f"2030-01-{i % 5 + 1:02}"
+        )
+        for i in range(45)
+    ]
+    other = Walkthrough("o1", "b", "other", "l", t, "m", Channel.EMAIL, "", t - 1, "2030-01-01")
+    write_walkthroughs(db, [*history, other])
+    writer = TombstoneWriter(deployment.kafka, deployment.topic("out"), 30)
+    sizes: list[int] = []
+
+    def spy(walkin_ids: Sequence[str]) -> None:
+        sizes.append(len(walkin_ids))
+        writer(walkin_ids)
+
+    outcome = erase_customer(db, Erased("b", "test", ("h000",), 1, 1, 0, 0), spy, chunk=7)
+
+    assert (outcome.documents, outcome.tombstones, outcome.days) == (45, 44, 5)
+    assert sizes == [7] * 6 + [2]  # h000 was state's to tombstone
+    latest = deployment.latest_records()
+    assert sorted(latest) == [w.walkin_id for w in history[1:]]
+    assert set(latest.values()) == {None}
+    _, counts = deployment.mongo()
+    assert counts == [
+        {"business_id": "b", "date": "2030-01-01", "count": 1, "by_channel": {"EMAIL": 1}}
+    ]
     client.close()
