@@ -7,7 +7,10 @@ JSON rather than protobuf: the contract's wire schema has no such message, and a
 write or read a request with ``kcat`` alone. ``reason`` is for the people who read the topic;
 the service never copies it into a log or a metric (it may say who asked, and why).
 
-A record that is not such a request becomes a dead letter like any bad input record.
+A tombstone (no value) under a request's key withdraws the request record: the README tells
+operators to write one once no replay can need the request. It changes nothing and is never
+dead-lettered (its key holds the customer's ids). Any other record that is not such a request
+becomes a dead letter like any bad input record.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import orjson
 
 from walkthroughs.codec import MAX_ID_BYTES, NS_PER_S
 from walkthroughs.errors import DecodeError
-from walkthroughs.schema import DeadLetter, ErasureRequest, Origin, Reason
+from walkthroughs.schema import DeadLetter, ErasureRequest, ErasureWithdrawn, Origin, Reason
 
 _ID_FIELDS = ("business_id", "customer_id")
 
@@ -49,16 +52,31 @@ def decode_request(value: bytes | None) -> ErasureRequest:
         raise DecodeError(Reason.UNDECODABLE, f"erasure request is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise DecodeError(Reason.UNDECODABLE, "erasure request is not a JSON object")
-    ids = []
-    for name in _ID_FIELDS:
-        found = doc.get(name)
-        if not isinstance(found, str) or not found:
-            raise DecodeError(Reason.MISSING_FIELD, name)
-        size = len(found.encode())
-        if size > MAX_ID_BYTES:
-            raise DecodeError(Reason.ID_TOO_LONG, f"{name}: {size} bytes, at most {MAX_ID_BYTES}")
-        ids.append(found)
-    return ErasureRequest(ids[0], ids[1], _requested_at_ns(doc.get("requested_at")))
+    business_id, customer_id = (_checked_id(name, doc.get(name)) for name in _ID_FIELDS)
+    return ErasureRequest(business_id, customer_id, _requested_at_ns(doc.get("requested_at")))
+
+
+def decode_withdrawal(key: bytes | None) -> ErasureWithdrawn:
+    """Parse the key of a request's tombstone; raise ``DecodeError`` when it names no customer."""
+    try:
+        ids = orjson.loads(key or b"")
+    except orjson.JSONDecodeError as exc:
+        detail = "erasure tombstone key is not JSON [business_id, customer_id]"
+        raise DecodeError(Reason.UNDECODABLE, detail) from exc
+    if not isinstance(ids, list) or len(ids) != len(_ID_FIELDS):
+        detail = "erasure tombstone key is not [business_id, customer_id]"
+        raise DecodeError(Reason.UNDECODABLE, detail)
+    business_id, customer_id = (_checked_id(n, v) for n, v in zip(_ID_FIELDS, ids, strict=True))
+    return ErasureWithdrawn(business_id, customer_id, 0)
+
+
+def _checked_id(name: str, found: object) -> str:
+    if not isinstance(found, str) or not found:
+        raise DecodeError(Reason.MISSING_FIELD, name)
+    size = len(found.encode())
+    if size > MAX_ID_BYTES:
+        raise DecodeError(Reason.ID_TOO_LONG, f"{name}: {size} bytes, at most {MAX_ID_BYTES}")
+    return found
 
 
 def _requested_at_ns(raw: object) -> int:
@@ -78,6 +96,8 @@ def _requested_at_ns(raw: object) -> int:
 def decode_erasure_record(origin: Origin) -> tuple[ErasureRequest, Origin] | DeadLetter:
     """Decode a record of the erasures topic; a bad one becomes a dead letter, never raises."""
     try:
+        if origin.value is None:
+            return decode_withdrawal(origin.key), origin
         return decode_request(origin.value), origin
     except DecodeError as exc:
         return DeadLetter(origin, exc.reason, str(exc))

@@ -91,6 +91,16 @@ class ErasureRequest(NamedTuple):
     requested_at_ns: int  # when ``erase`` asked: the audit log reports how long it took
 
 
+class ErasureWithdrawn(ErasureRequest):
+    """A tombstone of a request on the erasures topic: the operator deleted the request record.
+
+    It changes nothing (what was erased stays erased, and the horizon runs on), but it must not
+    be dead-lettered: its key holds the customer's ids, which the DLQ would keep.
+    """
+
+    __slots__ = ()
+
+
 class Erased(NamedTuple):
     """What an erasure removed from state; the sinks remove the rest (MongoDB, the topic).
 

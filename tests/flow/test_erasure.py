@@ -21,7 +21,8 @@ from tests.flow.driver import (
     state_key,
 )
 from walkthroughs import traffic
-from walkthroughs.schema import Erased
+from walkthroughs.erasure_requests import request_key
+from walkthroughs.schema import Erased, Reason
 
 
 def test_an_erased_customer_leaves_nothing_and_the_others_stay_exact(driver: FlowDriver) -> None:
@@ -111,3 +112,32 @@ def test_an_erasure_survives_a_crash_and_a_replay_of_the_request(
     assert driver.mongo_documents() == driver.inputs.expected()
     assert len(driver.erasures()) >= 2  # carried out again on replay: idempotent downstream
     assert all(d.origin.topic != ERASURES for _, d in driver.dead_letters)
+
+
+def test_a_tombstone_of_the_request_changes_nothing_and_is_never_dead_lettered(
+    driver: FlowDriver,
+) -> None:
+    """The README's way to delete a request record: a tombstone under its key. The erasure
+    stands (later events are still dropped), nothing is erased again, and the DLQ never sees
+    the key, which holds the customer's ids; a tombstone whose key names no customer is bad."""
+    i = driver.inputs
+    steps: list[Step] = [
+        i.message("m1", "b1", "gone", T0 - HOUR),
+        i.walkin("w1", "b1", "gone", T0),
+        At(T0 + HOLD + 1),
+        Flush(),
+        i.erasure("b1", "gone"),
+        i.raw(ERASURES, None, request_key("b1", "gone")),  # the request record deleted
+        i.message("m2", "b1", "gone", T0 + 10),  # a late receipt within the horizon
+        i.walkin("w2", "b1", "gone", T0 + MINUTE),
+        i.raw(ERASURES, None, b"not a key"),
+        At(T0 + 2 * HOLD + MINUTE),
+        Flush(),
+    ]
+    driver.run(steps)
+
+    assert driver.latest() == {}
+    assert len(driver.erasures()) == 1
+    assert [(d.origin.key, d.reason) for _, d in driver.dead_letters] == [
+        (b"not a key", Reason.UNDECODABLE)
+    ]

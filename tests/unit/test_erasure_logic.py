@@ -10,12 +10,19 @@ import pytest
 
 from walkthroughs.attribution import Event, Rules, Shard, customer_key, process_batch
 from walkthroughs.attribution.keys import erasure_reference
-from walkthroughs.erasure_requests import decode_request, encode_request, request_key
+from walkthroughs.erasure_requests import (
+    decode_erasure_record,
+    decode_request,
+    encode_request,
+    request_key,
+)
 from walkthroughs.errors import DecodeError
 from walkthroughs.schema import (
     Attributed,
+    DeadLetter,
     Erased,
     ErasureRequest,
+    ErasureWithdrawn,
     MessageEvent,
     Origin,
     Reason,
@@ -91,6 +98,42 @@ def test_a_bad_request_says_what_is_wrong(value: bytes | None, reason: Reason, d
         decode_request(value)
     assert caught.value.reason == reason
     assert detail in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "decoded"),
+    [
+        (request_key("b:1", 'c"2'), ErasureWithdrawn("b:1", 'c"2', 0)),
+        (b"not json", Reason.UNDECODABLE),
+        (None, Reason.UNDECODABLE),
+        (b'["b"]', Reason.UNDECODABLE),
+        (b'["b", ""]', Reason.MISSING_FIELD),
+        (orjson.dumps(["b", "x" * 1025]), Reason.ID_TOO_LONG),
+    ],
+)
+def test_a_tombstone_of_a_request_withdraws_it_when_its_key_names_a_customer(
+    key: bytes | None, decoded: ErasureWithdrawn | Reason
+) -> None:
+    origin = Origin("erasures", 0, 5, key, None)
+    result = decode_erasure_record(origin)
+    if isinstance(decoded, Reason):
+        assert isinstance(result, DeadLetter)
+        assert result.reason == decoded
+    else:
+        assert result == (decoded, origin)
+        assert type(result[0]) is ErasureWithdrawn
+
+
+def test_a_withdrawn_request_erases_nothing_and_ends_no_marker() -> None:
+    shard = Shard()
+    process_batch(shard, [msg("m1"), (ErasureRequest("b", "c", T), ORIGIN)], NOW, RULES)
+    out = process_batch(shard, [(ErasureWithdrawn("b", "c", 0), ORIGIN), msg("m2")], NOW, RULES)
+    assert out == []
+    assert shard.suppressed == 1  # m2: the erasure stands
+    process_batch(
+        shard, [msg("m3", customer="d"), (ErasureWithdrawn("b", "d", 0), ORIGIN)], NOW, RULES
+    )
+    assert shard.customer(customer_key("b", "d")) is not None  # nothing of d was erased
 
 
 def test_the_reference_names_the_customer_without_its_ids() -> None:

@@ -163,7 +163,8 @@ class Shard:
         """Take one event of ``batch``; what it decides goes to the batch."""
         key = customer_key(event.business_id, event.customer_id)
         if isinstance(event, ErasureRequest):
-            self._erase(key, event, batch)
+            if event.__class__ is ErasureRequest:  # not a withdrawn request's tombstone
+                self._erase(key, event, batch)
             return
         if self._erased and self._suppressed(key, batch):
             return
