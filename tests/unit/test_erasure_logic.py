@@ -86,11 +86,6 @@ def test_a_request_round_trips_and_is_keyed_by_its_customer() -> None:
             Reason.ID_TOO_LONG,
             "customer_id: 1025 bytes",
         ),
-        (
-            b'{"business_id": "b", "customer_id": "c", "requested_at": "yesterday"}',
-            Reason.INVALID_TIMESTAMP,
-            "requested_at",
-        ),
     ],
 )
 def test_a_bad_request_says_what_is_wrong(value: bytes | None, reason: Reason, detail: str) -> None:
@@ -134,6 +129,14 @@ def test_a_withdrawn_request_erases_nothing_and_ends_no_marker() -> None:
         shard, [msg("m3", customer="d"), (ErasureWithdrawn("b", "d", 0), ORIGIN)], NOW, RULES
     )
     assert shard.customer(customer_key("b", "d")) is not None  # nothing of d was erased
+
+
+@pytest.mark.parametrize("at", ['"yesterday"', "1717000000", "null", '"2030-13-45"', "[1]"])
+def test_a_request_with_an_unreadable_time_still_erases(at: str) -> None:
+    """requested_at only feeds the audit's delay: refusing the request for it would keep the
+    customer's data and copy its ids into the DLQ."""
+    value = f'{{"business_id": "b", "customer_id": "c", "requested_at": {at}}}'.encode()
+    assert decode_request(value) == ErasureRequest("b", "c", 0)
 
 
 def test_the_reference_names_the_customer_without_its_ids() -> None:
