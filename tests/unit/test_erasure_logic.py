@@ -184,6 +184,18 @@ def test_a_decision_of_the_requests_own_batch_is_not_emitted() -> None:
     assert erased(out) == [Erased("b", "c", ("w1",), 1, 1, 0, T)]
 
 
+def test_a_late_letter_of_the_requests_own_batch_is_not_emitted() -> None:
+    """A late message read just before the request, in its batch, is a copy of the customer's
+    event: it must not reach the DLQ. Another customer's late letter of that batch still does."""
+    shard = Shard()
+    process_batch(shard, [walkin("w1"), walkin("w2", customer="d")], T, RULES)
+    gone = T + RULES.lateness_ns + 1  # both walk-ins let go (ghosts) by then
+    process_batch(shard, [], gone, RULES)
+    out = process_batch(shard, [msg("m1"), msg("m2", customer="d"), erase()], gone, RULES)
+    late = [o for o in out if isinstance(o, DeadLetter)]
+    assert [(d.reason, "'m2'" in d.error) for d in late] == [(Reason.LATE, True)]
+
+
 def test_packed_customers_and_ghosts_are_erased_too() -> None:
     shard = Shard(live_limit=2)
     others = [msg(f"o{i}", f"other{i}") for i in range(6)]

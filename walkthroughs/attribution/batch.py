@@ -50,7 +50,7 @@ class Batch:
         self.rules = rules
         self.message_due = rules.message_expiry(now_ns)
         self.decision_due = rules.decision_at(now_ns)
-        self.late: list[DeadLetter] = []
+        self.late: list[tuple[CustomerKey, DeadLetter]] = []  # of whose event, for ``forget``
         self.erased: list[Erased] = []
         # (customer, walkin_id) -> (latest walk-in, a record was emitted before, first decision)
         self._walkthroughs: dict[tuple[CustomerKey, str], tuple[WalkIn, bool, bool]] = {}
@@ -68,10 +68,20 @@ class Batch:
         else:  # coalesced: the latest decision is the one emitted, flagged as the first was
             self._walkthroughs[at] = (walkin, entry[1], entry[2])
 
+    def add_late(self, key: CustomerKey, letter: DeadLetter) -> None:
+        """A ``late`` dead letter of the customer's event."""
+        self.late.append((key, letter))
+
     def forget(self, key: CustomerKey) -> None:
-        """Drop the customer's walkthroughs of this batch: it was erased after deciding them."""
+        """Drop the customer's walkthroughs and late letters of this batch.
+
+        It was erased after they were made; a late letter is a copy of its event, which the DLQ
+        must not keep.
+        """
         if any(at[0] == key for at in self._walkthroughs):
             self._walkthroughs = {at: v for at, v in self._walkthroughs.items() if at[0] != key}
+        if any(k == key for k, _ in self.late):
+            self.late = [(k, letter) for k, letter in self.late if k != key]
 
     def outputs(self) -> list[Output]:
         """The batch's records: a walkthrough per walk-in decided or revised, late, erased."""
@@ -79,7 +89,7 @@ class Batch:
             _attributed(key[0], walkin, revision=revision, at_decision=first)
             for key, (walkin, revision, first) in self._walkthroughs.items()
         ]
-        out += self.late
+        out += [letter for _, letter in self.late]
         out += self.erased
         return out
 

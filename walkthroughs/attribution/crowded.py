@@ -174,7 +174,7 @@ class CrowdedCustomer:
         if self.ghosts:
             missed = self.ghost_starts.ids_below(sent, window_end, candidate, LATE_IDS_LISTED)
             if missed:
-                batch.late.append(late_message(origin, message_id, missed))
+                batch.add_late(key, late_message(origin, message_id, missed))
         return batch.message_due
 
     def add_walkin(
@@ -193,7 +193,7 @@ class CrowdedCustomer:
         self.walkins[walkin_id] = new_walkin(event, best, batch.now_ns)
         self.walkin_starts.add((started, walkin_id), attribution_key(best))
         self.to_decide.append(walkin_id)
-        check_forgotten(self.forgotten, best, event, origin, batch)
+        check_forgotten(key, self.forgotten, best, event, origin, batch)
         return batch.decision_due
 
     def expire(self, key: CustomerKey, batch: Batch, *, decide_pending: bool = False) -> None:

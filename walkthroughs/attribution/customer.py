@@ -162,7 +162,7 @@ class Customer:
                 if rules.credits(sent, g[G_STARTED]) and beats(candidate, g[G_KEY])
             ]
             if missed:
-                batch.late.append(late_message(origin, message_id, missed))
+                batch.add_late(key, late_message(origin, message_id, missed))
         return batch.message_due
 
     def add_walkin(
@@ -186,7 +186,7 @@ class Customer:
         self.walkins = (*self.walkins, new_walkin(event, best, batch.now_ns))
         if len(self.walkins) + len(self.ghosts) > CROWDED:
             self.full = True
-        check_forgotten(self.forgotten, best, event, origin, batch)
+        check_forgotten(key, self.forgotten, best, event, origin, batch)
         return batch.decision_due
 
     def expire(self, key: CustomerKey, batch: Batch, *, decide_pending: bool = False) -> None:
@@ -243,6 +243,7 @@ def forgotten_after(
 
 
 def check_forgotten(
+    key: CustomerKey,
     forgotten: AttributionKey | None,
     best: StoredMessage | None,
     event: WalkInEvent,
@@ -257,7 +258,7 @@ def check_forgotten(
             f"late: walk-in {event.walkin_id!r} arrived after message {forgotten[1]!r}, which it "
             "would be attributed to, was let go (window + allowed lateness passed)"
         )
-        batch.late.append(DeadLetter(origin, Reason.LATE, error))
+        batch.add_late(key, DeadLetter(origin, Reason.LATE, error))
 
 
 def late_message(origin: Origin, message_id: str, missed: list[str]) -> DeadLetter:
