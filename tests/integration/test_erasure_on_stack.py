@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from tests.integration.dataflow_harness import (
     START_NS,
@@ -147,13 +147,33 @@ def test_documents_older_than_state_are_found_deleted_recounted_and_tombstoned(
     client.close()
 
 
+class _Deletes(monitoring.CommandListener):
+    """Counts the delete commands a client sends to the walkthroughs (pymongo's own monitoring)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += event.command_name == "delete" and event.command["delete"] == WALKTHROUGHS
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 def test_a_customer_with_a_long_history_is_erased_in_acknowledged_chunks(
     deployment: Deployment,
 ) -> None:
     """A test account's history, let go from state long ago, is read as a stream: tombstones
-    go out in chunks of at most ``chunk`` ids, each acknowledged before the next is read, and
+    go out in chunks of at most ``chunk`` ids, each acknowledged before the next is read, the
+    documents are deleted ``delete_chunk`` at a time (each request short on a slow server), and
     every one of its ids ends as a tombstone; the days are recounted to the collection."""
-    client: MongoClient[dict[str, Any]] = MongoClient(deployment.mongo_uri, tz_aware=True)
+    deletes = _Deletes()
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        deployment.mongo_uri, tz_aware=True, event_listeners=[deletes]
+    )
     db = client[deployment.name]
     ensure_indexes(db)
     t = START_NS
@@ -172,10 +192,13 @@ def test_a_customer_with_a_long_history_is_erased_in_acknowledged_chunks(
         sizes.append(len(walkin_ids))
         writer(walkin_ids)
 
-    outcome = erase_customer(db, Erased("b", "test", ("h000",), 1, 1, 0, 0), spy, chunk=7)
+    request = Erased("b", "test", ("h000",), 1, 1, 0, 0)
+    deletes.count = 0
+    outcome = erase_customer(db, request, spy, chunk=7, delete_chunk=4)
 
     assert (outcome.documents, outcome.tombstones, outcome.days) == (45, 44, 5)
     assert sizes == [7] * 6 + [2]  # h000 was state's to tombstone
+    assert deletes.count == 12  # 45 documents, 4 a request
     latest = deployment.latest_records()
     assert sorted(latest) == [w.walkin_id for w in history[1:]]
     assert set(latest.values()) == {None}

@@ -47,6 +47,10 @@ class ErasureOutcome:
 TOMBSTONE_CHUNK = 10_000
 """Ids tombstoned per acknowledged write: an erasure of a test account with 200k walkthroughs
 holds this many ids and its dates, never all of its documents."""
+DELETE_CHUNK = 500
+"""Documents deleted per request, as the sink writes them: each request stays well within the
+MongoDB timeout on a slow server, and a retry after a timeout resumes where the deletes were
+(what is deleted stays deleted; the journal keeps the days to recount)."""
 
 
 def erase_customer(
@@ -54,6 +58,7 @@ def erase_customer(
     erased: Erased,
     tombstones: TombstoneWriter | None,
     chunk: int = TOMBSTONE_CHUNK,
+    delete_chunk: int = DELETE_CHUNK,
 ) -> ErasureOutcome:
     """Delete the customer's documents, recount their days, tombstone their ids; see above.
 
@@ -77,7 +82,7 @@ def erase_customer(
         pending.clear()
 
     projection = {"_id": 1, "local_date": 1, MOVED_FROM: 1}
-    for doc in db[WALKTHROUGHS].find(owned, projection, batch_size=chunk):
+    for doc in db[WALKTHROUGHS].find(owned, projection, batch_size=min(chunk, 1_000)):
         found += 1
         pairs.add((b, str(doc.get("local_date"))))
         moved = doc.get(MOVED_FROM)
@@ -94,12 +99,22 @@ def erase_customer(
         record = {"_id": journal_id, "days": days}
         db[ERASURE_JOURNAL].replace_one({"_id": journal_id}, record, upsert=True)
     failpoints.hit("erase.before_mongo_delete")
-    deleted = db[WALKTHROUGHS].delete_many(owned).deleted_count if found else 0
+    deleted = _delete_in_chunks(db, owned, delete_chunk) if found else 0
     if pairs:
         recount(db, pairs)
     if journal or found:
         db[ERASURE_JOURNAL].delete_one({"_id": journal_id})
     return ErasureOutcome(deleted, older, len(pairs))
+
+
+def _delete_in_chunks(db: Database[Doc], owned: Doc, size: int) -> int:
+    """Delete the documents matching ``owned``, ``size`` at a time; return how many."""
+    deleted = 0
+    while True:
+        ids = [d["_id"] for d in db[WALKTHROUGHS].find(owned, {"_id": 1}, limit=size)]
+        if not ids:
+            return deleted
+        deleted += db[WALKTHROUGHS].delete_many({"_id": {"$in": ids}, **owned}).deleted_count
 
 
 class Eraser:
