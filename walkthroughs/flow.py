@@ -121,7 +121,10 @@ def build_flow(
     dead = op.merge("merge_dead_letters", checked.trues, reuse.trues, late.trues)
     op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
     # Tombstones of what state held go through the walkthroughs' own producer, after them.
-    tombstones = op.flat_map("tombstone_erased", erased, _tombstones)
+    # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
+    tombstones = op.flat_map(
+        "tombstone_erased", erased, _tombstones if sinks.mongo is not None else _all_tombstones
+    )
     to_topic = op.merge("merge_topic_records", attributed, tombstones)
     op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
     if sinks.mongo is not None:
@@ -263,6 +266,11 @@ def _holds_walkthrough(item: tuple[str, object]) -> bool:
 
 def _tombstones(item: tuple[str, Erased]) -> list[tuple[str, Tombstone]]:
     return [(item[0], Tombstone(walkin_id)) for walkin_id in item[1].walkin_ids]
+
+
+def _all_tombstones(item: tuple[str, Erased]) -> list[tuple[str, Tombstone]]:
+    ids = (*item[1].walkin_ids, *item[1].ghost_ids)
+    return [(item[0], Tombstone(walkin_id)) for walkin_id in ids]
 
 
 def _erasure_by_business(item: tuple[str, Erased]) -> tuple[str, Erased]:

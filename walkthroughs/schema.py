@@ -104,8 +104,13 @@ class ErasureWithdrawn(ErasureRequest):
 class Erased(NamedTuple):
     """What an erasure removed from state; the sinks remove the rest (MongoDB, the topic).
 
-    ``walkin_ids`` are the customer's decided walk-ins and ghosts that credited a message: the
-    ones with records on the output topic. Older ones are found in MongoDB by the sink.
+    ``walkin_ids`` are the customer's retained decided walk-ins that credited a message: their
+    records are on the output topic, and their ids are still the customer's (claimed).
+    ``ghost_ids`` are those of walk-ins let go that credited one: their claims have lapsed, so
+    another customer may have taken the id since, and a tombstone would remove that
+    customer's record. The MongoDB sink tombstones them only if their document is still the
+    erased customer's (found by its index, with the older ones); without MongoDB, the flow
+    tombstones them as it does ``walkin_ids``.
     """
 
     business_id: str
@@ -115,6 +120,7 @@ class Erased(NamedTuple):
     walkins: int
     ghosts: int
     requested_at_ns: int
+    ghost_ids: tuple[str, ...] = ()
 
 
 class Tombstone(NamedTuple):

@@ -11,6 +11,7 @@ from tests.flow.driver import (
     ERASURES,
     HOLD,
     HOUR,
+    LATENESS,
     MINUTE,
     T0,
     At,
@@ -141,3 +142,36 @@ def test_a_tombstone_of_the_request_changes_nothing_and_is_never_dead_lettered(
     assert [(d.origin.key, d.reason) for _, d in driver.dead_letters] == [
         (b"not a key", Reason.UNDECODABLE)
     ]
+
+
+def test_erasing_a_former_owner_of_a_walkin_id_leaves_its_new_owner_s_record(
+    driver: FlowDriver,
+) -> None:
+    """A walk-in let go is a ghost for a window more, but its id's claim lapsed with it: another
+    customer may use the id and own its record now. The erasure of the first owner must not
+    tombstone that record: the flow leaves ghosts' ids to the MongoDB sink, which tombstones an
+    id only while its document is still the erased customer's."""
+    i = driver.inputs
+    t1 = T0 + LATENESS + HOLD + MINUTE
+    steps: list[Step] = [
+        i.message("m1", "b1", "gone", T0 - HOUR),
+        i.walkin("w1", "b1", "gone", T0),
+        At(T0 + HOLD + 1),
+        Flush(),
+        At(t1),  # w1 let go: a ghost of gone's, its claim lapsed
+        Flush(),
+        i.message("m2", "b1", "newowner", t1 - HOUR),
+        i.walkin("w1", "b1", "newowner", t1),
+        At(t1 + HOLD + 1),
+        Flush(),
+        i.erasure("b1", "gone"),
+        At(t1 + 2 * HOLD + MINUTE),
+        Flush(),
+    ]
+    driver.run(steps)
+
+    (erased,) = driver.erasures()
+    assert (erased.walkin_ids, erased.ghost_ids) == ((), ("w1",))
+    assert driver.tombstones() == []
+    assert driver.latest()["w1"].customer_id == "newowner"
+    assert driver.latest() == driver.mongo_documents()

@@ -118,8 +118,11 @@ def test_documents_older_than_state_are_found_deleted_recounted_and_tombstoned(
         wt("g2", "gone", "2030-01-02"),
         wt("g3", "gone", "2030-01-03"),
     ]
-    write_walkthroughs(db, [kept, *gone])
-    for w in [kept, *gone]:
+    # r1 was gone's walk-in; let go, its id was taken by "kept" (the sink moved the document)
+    reused = [wt("r1", "gone", "2030-01-01"), wt("r1", "kept", "2030-01-02")]
+    write_walkthroughs(db, [kept, *gone, reused[0]])
+    write_walkthroughs(db, [reused[1]])
+    for w in [kept, *gone, *reused]:
         deployment.produce("out", [(w.walkin_id.encode(), encode_walkthrough(w))])
     # the crash: g3's document deleted, its day not yet recounted; the journal remembers it
     db[WALKTHROUGHS].delete_one({"_id": "g3"})
@@ -128,22 +131,24 @@ def test_documents_older_than_state_are_found_deleted_recounted_and_tombstoned(
         {"_id": journal_id, "days": [{"business_id": "b", "date": "2030-01-03"}]}
     )
     eraser = Eraser(TombstoneWriter(deployment.kafka, deployment.topic("out"), 30), time.time_ns)
-    request = Erased("b", "gone", ("g1",), 1, 1, 0, 0)  # state still held g1
+    request = Erased("b", "gone", ("g1",), 1, 1, 1, 0, ("r1",))  # g1 held; r1 a ghost
 
     outcome = eraser(db, request)
     again = eraser(db, request)  # a replay changes nothing
 
     assert (outcome.documents, outcome.tombstones, outcome.days) == (2, 1, 3)  # g2: MongoDB only
     assert (again.documents, again.tombstones, again.days) == (0, 0, 0)
-    assert sorted(d["_id"] for d in db[WALKTHROUGHS].find({})) == ["k1"]
+    assert sorted(d["_id"] for d in db[WALKTHROUGHS].find({})) == ["k1", "r1"]
     assert db[ERASURE_JOURNAL].count_documents({}) == 0
     _, counts = deployment.mongo()
     assert counts == [
-        {"business_id": "b", "date": "2030-01-01", "count": 1, "by_channel": {"SMS": 1}}
+        {"business_id": "b", "date": "2030-01-01", "count": 1, "by_channel": {"SMS": 1}},
+        {"business_id": "b", "date": "2030-01-02", "count": 1, "by_channel": {"SMS": 1}},
     ]
     latest = deployment.latest_records()
     assert latest["g2"] is None  # found in MongoDB, tombstoned after its record
     assert latest["k1"] == kept
+    assert latest["r1"] == reused[1]  # the ghost's id is another customer's now: left alone
     client.close()
 
 

@@ -273,8 +273,8 @@ class Shard:
                 self._packed_messages -= m
                 self._packed_walkins -= w
         messages, walkins, ghosts, _ = state.records() if state is not None else ((), (), (), None)
-        credited = [w[W_ID] for w in walkins if w[W_DECIDED] and w[W_BEST] is not None]
-        credited += [g[G_ID] for g in ghosts if g[G_KEY] is not None]
+        credited = tuple(w[W_ID] for w in walkins if w[W_DECIDED] and w[W_BEST] is not None)
+        ghost_ids = tuple(g[G_ID] for g in ghosts if g[G_KEY] is not None)
         digest = erasure_digest(key)
         until = batch.now_ns + batch.rules.erasure_horizon_ns
         self._erased[digest] = max(until, self._erased.get(digest, until))
@@ -283,11 +283,12 @@ class Shard:
             Erased(
                 request.business_id,
                 request.customer_id,
-                tuple(credited),
+                credited,
                 len(messages),
                 len(walkins),
                 len(ghosts),
                 request.requested_at_ns,
+                ghost_ids,
             )
         )
 
