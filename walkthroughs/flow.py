@@ -1,10 +1,10 @@
 """The dataflow: Bytewax wiring only. Every decision is made in codec, claims and attribution.
 
     read_inputs -> decode -> split_bad_records -> split_walkins
-        walk-ins -> claim_walkin_ids (per id shard) -> split_reused -> key_by_customer
+        walk-ins -> claim_walkin_ids (per id shard, marks reused ids) -> key_by_customer
         + messages + erasure requests -> attribute (per customer shard) -> split_decisions
         walkthroughs -> write_walkthroughs (Kafka) + write_mongo (by business)
-        the rest -> split_late: late -> write_dlq (with bad and reused records)
+        the rest -> split_late: late, reused -> write_dlq (with bad records)
                                 erased -> tombstone_erased -> write_walkthroughs
                                           + write_mongo (deletes, recounts, older tombstones)
 
@@ -37,7 +37,7 @@ from walkthroughs.attribution import (
     process_batch,
     shard_of,
 )
-from walkthroughs.claims import Claims, id_shard, reused
+from walkthroughs.claims import Claims, id_shard
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import NO_ALIASES, decode_record
 from walkthroughs.erasure_audit import audit_state
@@ -48,6 +48,7 @@ from walkthroughs.schema import (
     Erased,
     Origin,
     Reason,
+    ReusedWalkIn,
     Tombstone,
     WalkInEvent,
     Walkthrough,
@@ -110,15 +111,14 @@ def build_flow(
     good = cast(Stream[tuple[str, Event]], checked.falses)
     kinds = op.branch("split_walkins", good, _holds_walkin)
     claimed = op.stateful_batch("claim_walkin_ids", kinds.trues, build_claims)
-    reuse = op.branch("split_reused", claimed, _holds_dead_letter)
-    walkins = op.map("key_by_customer", cast(Stream[tuple[str, Event]], reuse.falses), _by_customer)
+    walkins = op.map("key_by_customer", claimed, _by_customer)  # reused ids too: see ReusedWalkIn
     events = op.merge("merge_events", kinds.falses, walkins)  # (customer shard, (event, origin))
     results = op.stateful_batch("attribute", events, build_logic)  # (shard, Output)
     decisions = op.branch("split_decisions", results, _holds_walkthrough)
     attributed = cast(Stream[tuple[str, Attributed]], decisions.trues)
     late = op.branch("split_late", decisions.falses, _holds_dead_letter)  # the rare ones
     erased = cast(Stream[tuple[str, Erased]], late.falses)
-    dead = op.merge("merge_dead_letters", checked.trues, reuse.trues, late.trues)
+    dead = op.merge("merge_dead_letters", checked.trues, late.trues)
     op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
     # Tombstones of what state held go through the walkthroughs' own producer, after them.
     # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
@@ -196,7 +196,7 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
     @staticmethod
     def _measured(out: list[Output], now_ns: int) -> list[Output]:
         """Count the batch's outputs: counters once per batch, latency once per decision."""
-        revisions = late = erasures = 0
+        revisions = dead = late = erasures = 0
         observe = metrics.DECISION_LATENCY.observe
         for item in out:
             if isinstance(item, Attributed):
@@ -204,21 +204,22 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
                 if item.at_decision:
                     observe((now_ns - item.read_at_ns) / NS)
             elif isinstance(item, DeadLetter):
-                late += 1
+                dead += 1
+                late += item.reason is Reason.LATE
                 metrics.DEAD_LETTERS.labels(item.reason.value).inc()
             else:
                 erasures += 1
                 audit_state(item, now_ns)
         if late:
             metrics.LATE_EVENTS.inc(late)
-        if len(out) > late + revisions + erasures:
-            metrics.EMITTED_FIRST.inc(len(out) - late - revisions - erasures)
+        if len(out) > dead + revisions + erasures:
+            metrics.EMITTED_FIRST.inc(len(out) - dead - revisions - erasures)
         if revisions:
             metrics.EMITTED_REVISION.inc(revisions)
         return out
 
 
-class ClaimLogic(StatefulBatchLogic[Event, Event | DeadLetter, dict[str, int]]):
+class ClaimLogic(StatefulBatchLogic[Event, Event, dict[str, int]]):
     """Adapter from Bytewax's stateful callbacks to one ``Claims`` shard of walk-in ids."""
 
     def __init__(self, claims: Claims, keep_ns: int, now: NowGetter) -> None:
@@ -226,27 +227,30 @@ class ClaimLogic(StatefulBatchLogic[Event, Event | DeadLetter, dict[str, int]]):
         self._keep_ns = keep_ns
         self._now = now
 
-    def on_batch(self, values: list[Event]) -> tuple[list[Event | DeadLetter], bool]:
-        """Pass each walk-in on to its customer, or dead-letter it if its id is another's."""
+    def on_batch(self, values: list[Event]) -> tuple[list[Event], bool]:
+        """Pass each walk-in on to its customer, marked ``ReusedWalkIn`` if its id is another's.
+
+        The customer's shard dead-letters a reused one, or drops it if the customer was erased:
+        only that shard knows.
+        """
         now = self._now()
         claim = self._claims.claim
-        out: list[Event | DeadLetter] = []
+        out: list[Event] = []
         for item in values:
             walkin = cast(WalkInEvent, item[0])
             owner = customer_hash(walkin.business_id, walkin.customer_id)
             if claim(walkin.walkin_id, owner, now, self._keep_ns):
                 out.append(item)
             else:
-                metrics.DEAD_LETTERS.labels(Reason.WALKIN_ID_REUSED.value).inc()
-                out.append(reused(item[1], walkin.walkin_id))
+                out.append((ReusedWalkIn(*walkin), item[1]))
         return out, False
 
-    def on_notify(self) -> tuple[list[Event | DeadLetter], bool]:
+    def on_notify(self) -> tuple[list[Event], bool]:
         """Forget the claims that expired; discard the shard once none is left."""
         self._claims.sweep(self._now())
         return [], not len(self._claims)
 
-    def on_eof(self) -> tuple[list[Event | DeadLetter], bool]:
+    def on_eof(self) -> tuple[list[Event], bool]:
         """Keep the claims: a later run with recovery still needs them."""
         return [], False
 

@@ -83,6 +83,17 @@ class Walkthrough(NamedTuple):
     local_date: str  # YYYY-MM-DD of walkin_at in the walk-in's timezone
 
 
+class ReusedWalkIn(WalkInEvent):
+    """A walk-in whose id another (business, customer) holds: the claim step's verdict.
+
+    It goes on to its own customer's shard, which dead-letters it (``walkin_id reused``) unless
+    the customer was erased: then it is dropped like every other event of an erased customer,
+    never copied to the DLQ.
+    """
+
+    __slots__ = ()
+
+
 class ErasureRequest(NamedTuple):
     """A request to forget one (business, customer) everywhere (the erasures topic)."""
 

@@ -175,3 +175,25 @@ def test_erasing_a_former_owner_of_a_walkin_id_leaves_its_new_owner_s_record(
     assert driver.tombstones() == []
     assert driver.latest()["w1"].customer_id == "newowner"
     assert driver.latest() == driver.mongo_documents()
+
+
+def test_a_reused_walkin_id_of_an_erased_customer_is_dropped_not_dead_lettered(
+    driver: FlowDriver,
+) -> None:
+    """The claim step cannot know of erasures: it marks a reused id and the customer's shard
+    decides. An erased customer's walk-in under another's id is dropped like its other events;
+    anyone else's is still a dead letter."""
+    i = driver.inputs
+    steps: list[Step] = [
+        i.walkin("w1", "b1", "owner", T0),
+        i.erasure("b1", "gone"),
+        Flush(),
+        i.walkin("w1", "b1", "gone", T0 + MINUTE),  # reuses owner's id, after the request
+        i.walkin("w1", "b1", "other", T0 + MINUTE),
+        Flush(),
+    ]
+    driver.run(steps)
+
+    assert [(d.reason, d.origin.value) for _, d in driver.dead_letters] == [
+        (Reason.WALKIN_ID_REUSED, steps[4].value)  # type: ignore[union-attr]
+    ]

@@ -11,7 +11,7 @@ from walkthroughs.attribution import Event, Rules, Shard, customer_key
 from walkthroughs.claims import Claims
 from walkthroughs.clock import FakeClock
 from walkthroughs.flow import AttributeLogic, ClaimLogic
-from walkthroughs.schema import Attributed, DeadLetter, MessageEvent, Origin, Reason, WalkInEvent
+from walkthroughs.schema import Attributed, MessageEvent, Origin, ReusedWalkIn, WalkInEvent
 
 S = 1_000_000_000
 T0 = 1_900_000_000 * S
@@ -92,7 +92,7 @@ def test_emitted_counters_tell_first_walkthroughs_from_revisions() -> None:
     assert (_emitted("first") - first, _emitted("revision") - revisions) == (2, 2)
 
 
-def test_claim_logic_passes_the_owner_dead_letters_the_reuse_and_forgets_in_time() -> None:
+def test_claim_logic_passes_the_owner_marks_the_reuse_and_forgets_in_time() -> None:
     clock = FakeClock(T0)
     claims = ClaimLogic(Claims(), RULES.lateness_ns, clock)
     owner = (WalkInEvent("w", "b1", "c", "", T0, "2030-03-17"), ORIGIN)
@@ -100,8 +100,8 @@ def test_claim_logic_passes_the_owner_dead_letters_the_reuse_and_forgets_in_time
     out, discard = claims.on_batch([owner, other, owner])
     assert out[0] == owner
     assert out[2] == owner  # a duplicate by the owner passes on (its customer drops it)
-    assert isinstance(out[1], DeadLetter)
-    assert out[1].reason is Reason.WALKIN_ID_REUSED
+    assert out[1] == (ReusedWalkIn(*other[0]), ORIGIN)  # its customer's shard dead-letters it
+    assert type(out[1][0]) is ReusedWalkIn
     assert not discard
     claims.on_notify()  # the first sweep: nothing expired yet
     clock.advance(RULES.lateness_ns + S)

@@ -32,8 +32,16 @@ from walkthroughs.attribution.customer import Customer
 from walkthroughs.attribution.keys import CustomerKey, customer_key, erasure_digest
 from walkthroughs.attribution.records import G_ID, G_KEY, W_BEST, W_DECIDED, W_ID
 from walkthroughs.attribution.snapshot import State
+from walkthroughs.claims import reused
 from walkthroughs.errors import ConfigError
-from walkthroughs.schema import Erased, ErasureRequest, MessageEvent, Origin, WalkInEvent
+from walkthroughs.schema import (
+    Erased,
+    ErasureRequest,
+    MessageEvent,
+    Origin,
+    ReusedWalkIn,
+    WalkInEvent,
+)
 
 LIVE_CUSTOMERS = 512
 """A shard keeps at most this many customers live between batches (it packs down to half), and
@@ -167,6 +175,9 @@ class Shard:
                 self._erase(key, event, batch)
             return
         if self._erased and self._suppressed(key, batch):
+            return
+        if event.__class__ is ReusedWalkIn:  # the claim step's verdict: its id is another's
+            batch.add_late(key, reused(origin, event.walkin_id))
             return
         live = self._live
         state = live.get(key)
