@@ -457,6 +457,28 @@ def _fmt(value: timedelta) -> str:
     return "".join(out)
 
 
+def resumed_window(stored_ns: int, running_ns: int) -> int:
+    """The attribution window a resumed shard goes on under: the running one.
+
+    Raises:
+        ConfigError: the shard was built under another window (``stored_ns``; 0 for a shard
+            that never said). Its retained walk-ins hold bests found under the old window, and
+            messages the new one would credit may have been let go already: resuming would be
+            wrong without a trace, so the process stops at start-up instead.
+    """
+    if stored_ns and stored_ns != running_ns:
+        running, stored = (
+            _fmt(timedelta(microseconds=ns // 1000)) for ns in (running_ns, stored_ns)
+        )
+        msg = (
+            f"WALKTHROUGHS_ATTRIBUTION_WINDOW is {running}, but the recovery store was written "
+            f"under {stored}: set it back, or start from a new recovery store (see the README, "
+            "'Change the attribution window')"
+        )
+        raise ConfigError(msg)
+    return running_ns
+
+
 DEFAULT_RULES = Settings().rules()
 """The attribution timing of the default settings (7 d window, 30 s hold, 24 h allowed
 lateness): what benchmarks and tools use when nothing is configured."""

@@ -40,6 +40,7 @@ from walkthroughs.attribution import (
 from walkthroughs.claims import Claims, id_shard
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import NO_ALIASES, decode_record
+from walkthroughs.config import resumed_window
 from walkthroughs.erasure_audit import audit_state
 from walkthroughs.erasure_requests import decode_erasure_record
 from walkthroughs.schema import (
@@ -96,8 +97,8 @@ def build_flow(
         return shard_of(event.business_id, event.customer_id), decoded
 
     def build_logic(resume: object | None) -> AttributeLogic:
-        window = rules.window_ns  # a resumed shard refuses another window: it fails start-up
-        shard = Shard.resumed(resume, window) if resume is not None else Shard(window_ns=window)
+        shard = Shard.resumed(resume) if resume is not None else Shard()
+        shard.window_ns = resumed_window(shard.window_ns, rules.window_ns)  # or fail start-up
         return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
 
     def build_claims(resume: object | None) -> ClaimLogic:

@@ -23,6 +23,7 @@ from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import CROWDED, Customer
 from walkthroughs.attribution.records import M_CAMPAIGN, W_BEST, W_DECIDED, W_LOCATION, W_READ
 from walkthroughs.attribution.snapshot import STATE_FORMAT, encode
+from walkthroughs.config import resumed_window
 from walkthroughs.errors import ConfigError
 from walkthroughs.schema import (
     Attributed,
@@ -299,13 +300,16 @@ def test_a_shard_resumed_under_another_window_refuses_and_names_the_setting() ->
     shard = Shard(window_ns=WINDOW)
     step(shard, msg("m1", T - H), 0)
     step(shard, walkin(), 0)
-    stored = pickle.loads(pickle.dumps(shard.snapshot()))
+    stored = Shard.resumed(pickle.loads(pickle.dumps(shard.snapshot())))
+    assert stored.window_ns == WINDOW  # the snapshot keeps the window
     with pytest.raises(ConfigError, match=r"WALKTHROUGHS_ATTRIBUTION_WINDOW is 3d.* under 7d"):
-        Shard.resumed(stored, window_ns=3 * 24 * H)
-    same = Shard.resumed(pickle.loads(pickle.dumps(shard.snapshot())), window_ns=WINDOW)
-    assert ids(tick(same, HOLD)) == [("w", "m1")]
+        resumed_window(stored.window_ns, 3 * 24 * H)
+    assert resumed_window(stored.window_ns, WINDOW) == WINDOW
+    assert ids(tick(stored, HOLD)) == [("w", "m1")]
     # a shard that never said its window (benches, the in-memory engine) is taken as it is
-    assert Shard.resumed(pickle.loads(pickle.dumps(Shard())), window_ns=WINDOW).window_ns == WINDOW
+    assert resumed_window(Shard.resumed(pickle.loads(pickle.dumps(Shard()))).window_ns, WINDOW) == (
+        WINDOW
+    )
 
 
 def test_ids_with_separators_never_share_state() -> None:

@@ -33,7 +33,6 @@ from walkthroughs.attribution.keys import CustomerKey, customer_key, erasure_dig
 from walkthroughs.attribution.records import G_ID, G_KEY, W_BEST, W_DECIDED, W_ID
 from walkthroughs.attribution.snapshot import State
 from walkthroughs.claims import reused
-from walkthroughs.errors import ConfigError
 from walkthroughs.schema import (
     Erased,
     ErasureRequest,
@@ -73,7 +72,8 @@ class Shard:
     def __init__(self, live_limit: int = LIVE_CUSTOMERS, window_ns: int = 0) -> None:
         self.live_limit = live_limit
         # The attribution window the bests in this shard were found under (0: not said). A
-        # resumed shard refuses another: a best is only ever improved, never searched again.
+        # resumed shard refuses another (``config.resumed_window``): a best is only ever
+        # improved, never searched again.
         self.window_ns = window_ns
         self._live: dict[CustomerKey, State] = {}
         self._packed: dict[CustomerKey, bytes] = {}
@@ -126,26 +126,11 @@ class Shard:
         return shard
 
     @staticmethod
-    def resumed(stored: object, window_ns: int = 0) -> Shard:
-        """Return the shard Bytewax resumes a state key with (a stored ``ShardSnapshot``).
-
-        Raises:
-            ConfigError: the shard was built under another attribution window than
-                ``window_ns``. Its retained walk-ins hold bests found under the old window,
-                and messages the new one would credit may have been let go already: resuming
-                would be wrong without a trace, so the process stops at start-up instead.
-        """
+    def resumed(stored: object) -> Shard:
+        """Return the shard Bytewax resumes a state key with (a stored ``ShardSnapshot``)."""
         if not isinstance(stored, Shard):
             msg = f"recovery snapshot of a shard is a {type(stored).__name__}, not a Shard"
             raise TypeError(msg)
-        if window_ns and stored.window_ns and stored.window_ns != window_ns:
-            msg = (
-                f"WALKTHROUGHS_ATTRIBUTION_WINDOW is {_duration(window_ns)}, but the recovery "
-                f"store was written under {_duration(stored.window_ns)}: set it back, or start "
-                "from a new recovery store (see the README, 'Change the attribution window')"
-            )
-            raise ConfigError(msg)
-        stored.window_ns = window_ns or stored.window_ns
         return stored
 
     def retained(self) -> tuple[int, int]:
@@ -439,11 +424,3 @@ class ShardSnapshot:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return Shard.restore, (self.blob(),)
-
-
-def _duration(ns: int) -> str:
-    """A window as an operator wrote it, near enough: ``7d``, ``36h``, ``90m``, ``45s``."""
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        if ns % (size * 1_000_000_000) == 0:
-            return f"{ns // (size * 1_000_000_000)}{unit}"
-    return f"{ns}ns"
