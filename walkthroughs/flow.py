@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import cast
 
 import bytewax.operators as op
@@ -124,7 +125,7 @@ def build_flow(
     # Tombstones of what state held go through the walkthroughs' own producer, after them.
     # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
     tombstones = op.flat_map(
-        "tombstone_erased", erased, _tombstones if sinks.mongo is not None else _all_tombstones
+        "tombstone_erased", erased, partial(_tombstones, with_ghosts=sinks.mongo is None)
     )
     to_topic = op.merge("merge_topic_records", attributed, tombstones)
     op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
@@ -269,12 +270,9 @@ def _holds_walkthrough(item: tuple[str, object]) -> bool:
     return isinstance(item[1], Attributed)
 
 
-def _tombstones(item: tuple[str, Erased]) -> list[tuple[str, Tombstone]]:
-    return [(item[0], Tombstone(walkin_id)) for walkin_id in item[1].walkin_ids]
-
-
-def _all_tombstones(item: tuple[str, Erased]) -> list[tuple[str, Tombstone]]:
-    ids = (*item[1].walkin_ids, *item[1].ghost_ids)
+def _tombstones(item: tuple[str, Erased], *, with_ghosts: bool) -> list[tuple[str, Tombstone]]:
+    erased = item[1]
+    ids = (*erased.walkin_ids, *erased.ghost_ids) if with_ghosts else erased.walkin_ids
     return [(item[0], Tombstone(walkin_id)) for walkin_id in ids]
 
 
