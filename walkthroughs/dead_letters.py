@@ -187,14 +187,6 @@ class _Tally:
         )
 
 
-def summarize(letters: Iterable[Letter], samples_per_reason: int = 0) -> list[ReasonRow]:
-    """Group dead letters by reason, most frequent first."""
-    summary = Summary(samples_per_reason)
-    for letter in letters:
-        summary.add(letter)
-    return summary.rows()
-
-
 class Verdict(Enum):
     """What a redrive does with the latest dead letter of a lineage of the chosen reason."""
 
@@ -291,25 +283,6 @@ class RedrivePlan:
             planned = self.verdicts.get((letter.partition, letter.offset))
             if planned is not None and planned[1] == _lineage_digest(letter):
                 yield planned[0], letter
-
-
-def plan_redrive(
-    letters: Iterable[Letter],
-    reason: str,
-    max_redrives: int,
-    inputs: Collection[str] | None = None,
-) -> dict[Verdict, list[Letter]]:
-    """Both passes over letters held in memory: the letters of each verdict, in DLQ order."""
-    held = list(letters)
-    planner = RedrivePlanner()
-    for letter in held:
-        planner.add(letter)
-    chosen: dict[Verdict, list[Letter]] = {v: [] for v in Verdict}
-    for verdict, letter in planner.plan(reason, max_redrives, inputs).judge(held):
-        chosen[verdict].append(letter)
-    for group in chosen.values():
-        group.sort(key=lambda g: (g.partition, g.offset))
-    return chosen
 
 
 def redrive_headers(letter: Letter, now: datetime) -> list[tuple[str, bytes]]:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from walkthroughs.codec import encode_walkin
 from walkthroughs.dead_letters import (
     OTHER,
     Letter,
+    ReasonRow,
     RedrivePlanner,
     Summary,
     Verdict,
     carried_headers,
     known_reasons,
-    plan_redrive,
     reason_of,
     redrive_headers,
     sample,
     shown,
-    summarize,
 )
 from walkthroughs.schema import Reason, WalkInEvent
 
@@ -46,6 +46,33 @@ def letter(
         **(extra or {}),
     }
     return Letter(0, offset, 1_700_000_000_000 + offset, b"k", value, headers)
+
+
+def summarize(letters: Iterable[Letter]) -> list[ReasonRow]:
+    """What ``dlq inspect`` tallies, over letters held in memory."""
+    summary = Summary()
+    for g in letters:
+        summary.add(g)
+    return summary.rows()
+
+
+def plan_redrive(
+    letters: Sequence[Letter],
+    reason: str,
+    max_redrives: int,
+    inputs: Collection[str] | None = None,
+) -> dict[Verdict, list[Letter]]:
+    """Both passes of ``dlq redrive`` over letters held in memory: the letters of each
+    verdict, in DLQ order."""
+    planner = RedrivePlanner()
+    for g in letters:
+        planner.add(g)
+    chosen: dict[Verdict, list[Letter]] = {v: [] for v in Verdict}
+    for verdict, g in planner.plan(reason, max_redrives, inputs).judge(letters):
+        chosen[verdict].append(g)
+    for group in chosen.values():
+        group.sort(key=lambda g: (g.partition, g.offset))
+    return chosen
 
 
 def test_reason_is_the_longest_known_prefix_and_other_when_none() -> None:
