@@ -27,7 +27,7 @@ from bench.e2e import MONGO_URI
 from walkthroughs.schema import Walkthrough
 from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes, write_walkthroughs
 
-BATCH_SIZES = (100,)  # FerretDB stalled on batches of 1000 (bench/README.md); try more on MongoDB
+BATCH_SIZES = (100, 1000)
 
 
 RUN_PER_BUSINESS = 50

@@ -4,9 +4,15 @@ There is no Docker on the development and CI machines, so the project brings its
 
 * Apache Kafka 4.1.1, a single KRaft node (broker + controller). The jars come from Maven Central
   through ``stack/kafka/pom.xml``; we run ``kafka.Kafka`` on a classpath of those jars.
-* FerretDB 1.24.2 with its SQLite backend: a MongoDB wire-protocol server, built from the Go
-  module proxy. The module zip lacks ``build/version/version.txt`` (FerretDB issue 2982), so we
-  copy the module source, write that file and build ``./cmd/ferretdb`` ourselves.
+* FerretDB 1.24.2: a MongoDB wire-protocol server, built from the Go module proxy. The module zip
+  lacks ``build/version/version.txt`` (FerretDB issue 2982), so we copy the module source, write
+  that file and build ``./cmd/ferretdb`` ourselves.
+* PostgreSQL (Debian's, 15 here), FerretDB's backend: a throwaway cluster of our own under
+  ``.stack/postgres`` on a port of its own, never a server the user runs. It runs with
+  ``fsync=off``: a crash of the machine may lose or corrupt its data, which is fine for a test
+  server and four times faster (bench/README.md). PostgreSQL refuses to run as root, so when the
+  stack runs as root (CI does) it runs as the ``postgres`` user. ``STACK_MONGO_BACKEND=sqlite``
+  runs FerretDB on SQLite instead (no PostgreSQL needed; a few hundred documents a second).
 
 Built artefacts (the Kafka classpath, the FerretDB binary) are cached per version under
 ``$XDG_CACHE_HOME/walkthroughs-stack`` so that a fresh clone starts in seconds once the machine has
@@ -17,8 +23,9 @@ both servers really answer (a Kafka produce/consume round trip and a MongoDB ``p
 with the tail of the server's log. ``down`` stops exactly the processes that ``up`` started.
 
 Settings (environment): ``STACK_DIR`` (.stack), ``STACK_KAFKA_PORT`` (9092),
-``STACK_KAFKA_CONTROLLER_PORT`` (9093), ``STACK_MONGO_PORT`` (27017), ``STACK_START_TIMEOUT_S``
-(120).
+``STACK_KAFKA_CONTROLLER_PORT`` (9093), ``STACK_MONGO_PORT`` (27017), ``STACK_PG_PORT`` (55432),
+``STACK_MONGO_BACKEND`` (``postgresql`` or ``sqlite``), ``STACK_PG_BINDIR`` (the newest
+``/usr/lib/postgresql/*/bin``), ``STACK_START_TIMEOUT_S`` (120).
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -38,6 +47,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 KAFKA_VERSION = "4.1.1"
 FERRETDB_VERSION = "v1.24.2"
@@ -49,6 +59,9 @@ CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wa
 KAFKA_PORT = int(os.environ.get("STACK_KAFKA_PORT", "9092"))
 KAFKA_CONTROLLER_PORT = int(os.environ.get("STACK_KAFKA_CONTROLLER_PORT", "9093"))
 MONGO_PORT = int(os.environ.get("STACK_MONGO_PORT", "27017"))
+PG_PORT = int(os.environ.get("STACK_PG_PORT", "55432"))
+MONGO_BACKEND = os.environ.get("STACK_MONGO_BACKEND", "postgresql")
+PG_USER = "postgres"  # the OS user PostgreSQL runs as when we are root; also its superuser
 START_TIMEOUT_S = float(os.environ.get("STACK_START_TIMEOUT_S", "120"))
 HOST = "127.0.0.1"
 
@@ -64,6 +77,8 @@ class Server:
     name: str
     port: int
     cmdline_marker: str  # a string found in /proc/PID/cmdline of our process, guards pid reuse
+    stop_signal: signal.Signals = signal.SIGTERM
+    signal_group: bool = True  # False: signal only the server, which stops its own children
 
     @property
     def pid_file(self) -> Path:
@@ -88,15 +103,48 @@ class Server:
 
 KAFKA = Server("kafka", KAFKA_PORT, "kafka.Kafka")
 FERRETDB = Server("ferretdb", MONGO_PORT, "ferretdb")
+# SIGINT is PostgreSQL's fast shutdown; its own children must not be signalled behind its back.
+POSTGRES = Server("postgres", PG_PORT, "bin/postgres", signal.SIGINT, signal_group=False)
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Another OS user to run a command as (PostgreSQL's, when the stack runs as root)."""
+
+    uid: int
+    gid: int
+
+
+class UserArgs(TypedDict):
+    """The ``subprocess`` arguments that choose whom a child runs as."""
+
+    user: int | None
+    group: int | None
+    extra_groups: list[int] | None
+
+
+def as_user(user: RunAs | None) -> UserArgs:
+    """``subprocess`` arguments that run a child as ``user`` (as ourselves when ``None``)."""
+    if user is None:
+        return UserArgs(user=None, group=None, extra_groups=None)
+    return UserArgs(user=user.uid, group=user.gid, extra_groups=[])
 
 
 def log(msg: str) -> None:
     print(f"[localstack] {msg}", flush=True)
 
 
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+def run(
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    user: RunAs | None = None,
+) -> None:
     """Run a build command; on failure raise with its output so the caller sees why."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, **as_user(user)
+    )
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr)[-4000:]
         raise StackError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
@@ -183,7 +231,9 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def spawn(server: Server, cmd: list[str], *, cwd: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    server: Server, cmd: list[str], *, cwd: Path, user: RunAs | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server in its own session (so `down` can signal its whole group), log to file."""
     if port_open(server.port):
         raise StackError(
@@ -200,6 +250,7 @@ def spawn(server: Server, cmd: list[str], *, cwd: Path) -> subprocess.Popen[byte
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **as_user(user),
         )
     server.pid_file.write_text(f"{proc.pid}\n")
     return proc
@@ -279,13 +330,124 @@ def kafka_cluster_id() -> str:
             return cluster_id
 
 
-def ferretdb_command(data: Path, port: int, *extra: str) -> list[str]:
-    """The FerretDB command line serving the SQLite folder ``data`` on ``port``."""
-    data.mkdir(parents=True, exist_ok=True)
+PG_SETTINGS = {
+    "listen_addresses": HOST,
+    "unix_socket_directories": "",  # TCP only: no socket path to own, none past its length limit
+    # A throwaway test server: durability off. A crash of the machine may lose the data.
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "1GB",
+    "checkpoint_timeout": "30min",
+    "shared_buffers": "128MB",
+    "max_connections": "500",  # FerretDB's pool of 400, and room for psql
+    "jit": "off",  # FerretDB's queries are short; compiling them only costs
+    "log_min_messages": "warning",
+}
+"""The cluster's settings, passed on the command line so that they hold whatever the data folder
+was initialised with."""
+
+
+def pg_bindir() -> Path:
+    """The folder of PostgreSQL's server programs (``initdb``, ``postgres``), the newest found."""
+    configured = os.environ.get("STACK_PG_BINDIR")
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+        candidates = sorted(found, key=lambda p: int(p.parent.name), reverse=True)
+        if shutil.which("postgres"):
+            candidates.append(Path(str(shutil.which("postgres"))).parent)
+    for bindir in candidates:
+        if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
+            return bindir
+    raise StackError(
+        "PostgreSQL, FerretDB's backend, is not installed: `apt-get install postgresql` "
+        "(or set STACK_PG_BINDIR to its bin folder, or STACK_MONGO_BACKEND=sqlite)"
+    )
+
+
+def pg_user() -> RunAs | None:
+    """Who runs PostgreSQL: the ``postgres`` user when we are root (PostgreSQL refuses root),
+    else ourselves (``None``)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(PG_USER)
+    except KeyError:
+        raise StackError(
+            "PostgreSQL refuses to run as root and there is no `postgres` user to run it as: "
+            "`apt-get install postgresql` creates it (or run the stack as another user)"
+        ) from None
+    return RunAs(entry.pw_uid, entry.pw_gid)
+
+
+def pg_data_dir(user: RunAs | None) -> Path:
+    """The cluster's data folder, created owned by ``user``.
+
+    It is ``.stack/postgres/data``. When the ``postgres`` user cannot reach it (a clone under
+    a private home folder), the data lives in a folder of the system's temporary folder named
+    after the stack, and ``.stack/postgres/data`` is a link to it, so that deleting ``.stack``
+    (``make clean-stack``) still deletes the cluster: a folder left without its link is stale.
+    """
+    home = STACK_DIR / "postgres"
+    home.mkdir(parents=True, exist_ok=True)
+    data = home / "data"
+    if user is not None and not data.is_symlink() and not reachable(home, user):
+        digest = hashlib.sha256(str(STACK_DIR).encode()).hexdigest()[:12]
+        outside = Path(tempfile.gettempdir()) / f"walkthroughs-stack-{digest}-postgres"
+        shutil.rmtree(outside, ignore_errors=True)  # stale: its link was deleted
+        outside.mkdir(mode=0o700)
+        os.chown(outside, user.uid, user.gid)
+        data.symlink_to(outside)
+        log(f"postgres: {home} is out of the {PG_USER} user's reach, its data is in {outside}")
+    if not data.exists():
+        data.mkdir(mode=0o700)
+        if user is not None:
+            os.chown(data, user.uid, user.gid)
+    return data.resolve()  # PostgreSQL's programs must not go through a folder they cannot enter
+
+
+def reachable(folder: Path, user: RunAs) -> bool:
+    """Whether ``user`` may enter ``folder`` (every folder above it included)."""
+    probe = subprocess.run(["test", "-x", str(folder)], check=False, **as_user(user))
+    return probe.returncode == 0
+
+
+def start_postgres() -> subprocess.Popen[bytes]:
+    bindir, user = pg_bindir(), pg_user()
+    data = pg_data_dir(user)
+    if not (data / "PG_VERSION").exists():
+        log(f"initialising a PostgreSQL cluster in {data}")
+        for leftover in data.iterdir():  # an initdb cut short; initdb wants an empty folder
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        run(
+            [
+                str(bindir / "initdb"),
+                f"--pgdata={data}",
+                f"--username={PG_USER}",
+                "--auth=trust",  # listens on 127.0.0.1 only
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            user=user,
+        )
+    settings = [arg for key, value in PG_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
+    cmd = [str(bindir / "postgres"), "-D", str(data), "-p", str(PG_PORT), *settings]
+    proc = spawn(POSTGRES, cmd, cwd=data, user=user)
+    log(f"postgres started (pid {proc.pid}), waiting for it to answer on {HOST}:{PG_PORT}")
+    return proc
+
+
+def ferretdb_command(backend: list[str], port: int, *extra: str) -> list[str]:
+    """The FerretDB command line serving ``backend`` (its handler flags) on ``port``."""
     return [
         str(ferretdb_binary()),
-        "--handler=sqlite",
-        f"--sqlite-url=file:{data}/",
+        *backend,
         f"--listen-addr={HOST}:{port}",
         "--state-dir=-",
         "--debug-addr=-",
@@ -295,9 +457,33 @@ def ferretdb_command(data: Path, port: int, *extra: str) -> list[str]:
     ]
 
 
+def sqlite_backend(data: Path) -> list[str]:
+    """FerretDB's flags for the SQLite folder ``data``."""
+    data.mkdir(parents=True, exist_ok=True)
+    return ["--handler=sqlite", f"--sqlite-url=file:{data}/"]
+
+
+def postgresql_backend() -> list[str]:
+    """FerretDB's flags for our PostgreSQL cluster.
+
+    FerretDB keeps each MongoDB database as a schema of the PostgreSQL database ``postgres``.
+    Its pool must outgrow the requests it serves at once: FerretDB 1.24 deadlocks when the pool
+    runs dry (a request holding the metadata lock waits for a connection that requests waiting
+    for that lock hold). With pgx's default of 50 the hot-key test hung it every time; the
+    pool opens connections only as it needs them, within the cluster's ``max_connections``.
+    """
+    url = f"postgres://{PG_USER}@{HOST}:{PG_PORT}/postgres?pool_max_conns=400"
+    return ["--handler=postgresql", f"--postgresql-url={url}"]
+
+
 def start_ferretdb() -> subprocess.Popen[bytes]:
     home = STACK_DIR / "ferretdb"
-    proc = spawn(FERRETDB, ferretdb_command(home / "data", MONGO_PORT), cwd=home)
+    home.mkdir(parents=True, exist_ok=True)
+    if MONGO_BACKEND == "postgresql":
+        backend = postgresql_backend()
+    else:
+        backend = sqlite_backend(home / "data")
+    proc = spawn(FERRETDB, ferretdb_command(backend, MONGO_PORT), cwd=home)
     log(f"ferretdb started (pid {proc.pid}), waiting for it to answer on {HOST}:{MONGO_PORT}")
     return proc
 
@@ -306,9 +492,12 @@ def start_ferretdb_with_auth(
     home: Path, port: int, user: str, password: str
 ) -> subprocess.Popen[bytes]:
     """Start a second FerretDB that requires SCRAM credentials (for the tests of bad
-    credentials); the caller owns the process. Returns once it answers ``ping``."""
+    credentials); the caller owns the process. Returns once it answers ``ping``.
+
+    It keeps its users in a SQLite folder of its own: FerretDB's PostgreSQL handler would share
+    the stack's cluster and its user table, and this server lives only as long as a test."""
     cmd = ferretdb_command(
-        home / "data",
+        sqlite_backend(home / "data"),
         port,
         "--test-enable-new-auth",
         "--setup-database=admin",
@@ -406,7 +595,16 @@ def ferretdb_answers() -> None:
         client.close()
 
 
-CHECKS = {KAFKA.name: kafka_answers, FERRETDB.name: ferretdb_answers}
+def postgres_answers() -> None:
+    """Ask PostgreSQL whether it accepts connections (``pg_isready``), or raise."""
+    run([str(pg_bindir() / "pg_isready"), "-q", "-h", HOST, "-p", str(PG_PORT), "-U", PG_USER])
+
+
+CHECKS = {
+    KAFKA.name: kafka_answers,
+    FERRETDB.name: ferretdb_answers,
+    POSTGRES.name: postgres_answers,
+}
 
 
 def wait_ready(server: Server, proc: subprocess.Popen[bytes] | None) -> None:
@@ -437,18 +635,39 @@ def wait_ready(server: Server, proc: subprocess.Popen[bytes] | None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def servers() -> tuple[Server, ...]:
+    """The stack's servers in start order (each after what it needs)."""
+    if MONGO_BACKEND == "postgresql":
+        return (KAFKA, POSTGRES, FERRETDB)
+    return (KAFKA, FERRETDB)
+
+
+STARTERS = {
+    KAFKA.name: start_kafka,
+    POSTGRES.name: start_postgres,
+    FERRETDB.name: start_ferretdb,
+}
+
+
 def up() -> None:
+    """Start what is not running, FerretDB once its backend answers; wait until all answer.
+
+    Kafka, the slowest to start, is waited for last so that its start overlaps the others'.
+    """
+    if MONGO_BACKEND not in ("postgresql", "sqlite"):
+        raise StackError(f"STACK_MONGO_BACKEND must be postgresql or sqlite, not {MONGO_BACKEND!r}")
     started = time.monotonic()
-    starters = {KAFKA.name: start_kafka, FERRETDB.name: start_ferretdb}
     spawned: dict[str, subprocess.Popen[bytes]] = {}
-    for server in (KAFKA, FERRETDB):
+    for server in servers():
         if server.running_pid() is None:
-            spawned[server.name] = starters[server.name]()
+            spawned[server.name] = STARTERS[server.name]()
         else:
             log(f"{server.name} already running (pid {server.running_pid()})")
-    for server in (KAFKA, FERRETDB):
-        wait_ready(server, spawned.get(server.name))
-        log(f"{server.name} answers on {HOST}:{server.port}")
+        if server is not KAFKA:
+            wait_ready(server, spawned.get(server.name))
+            log(f"{server.name} answers on {HOST}:{server.port}")
+    wait_ready(KAFKA, spawned.get(KAFKA.name))
+    log(f"{KAFKA.name} answers on {HOST}:{KAFKA.port}")
     log(f"stack up in {time.monotonic() - started:.1f}s")
 
 
@@ -458,12 +677,15 @@ def stop(server: Server, timeout_s: float = 30) -> None:
         server.pid_file.unlink(missing_ok=True)
         log(f"{server.name} not running")
         return
-    os.killpg(pid, signal.SIGTERM)
+    if server.signal_group:
+        os.killpg(pid, server.stop_signal)
+    else:
+        os.kill(pid, server.stop_signal)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and server.running_pid() is not None:
         time.sleep(0.2)
     if server.running_pid() is not None:
-        log(f"{server.name} ignored SIGTERM for {timeout_s:.0f}s, killing it")
+        log(f"{server.name} ignored {server.stop_signal.name} for {timeout_s:.0f}s, killing it")
         os.killpg(pid, signal.SIGKILL)
         while server.running_pid() is not None:
             time.sleep(0.1)
@@ -472,14 +694,16 @@ def stop(server: Server, timeout_s: float = 30) -> None:
 
 
 def down() -> None:
-    for server in (FERRETDB, KAFKA):
+    """Stop every server this stack may have started, dependents first (whatever the backend
+    setting is now: a server started under another one is stopped too)."""
+    for server in (FERRETDB, POSTGRES, KAFKA):
         stop(server)
 
 
 def status() -> int:
-    """Print what runs; exit 0 only if both servers run and listen."""
+    """Print what runs; exit 0 only if every server of the stack runs and listens."""
     healthy = True
-    for server in (KAFKA, FERRETDB):
+    for server in servers():
         pid = server.running_pid()
         if pid is None:
             state, healthy = "stopped", False
@@ -503,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "build":
             log(f"kafka jars: {kafka_libs()}")
             log(f"ferretdb binary: {ferretdb_binary()}")
+            if MONGO_BACKEND == "postgresql":
+                log(f"postgresql programs: {pg_bindir()}")
         else:
             return status()
     except StackError as exc:

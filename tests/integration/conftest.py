@@ -40,6 +40,6 @@ def stack() -> Iterator[ModuleType]:
     try:
         yield module
     finally:
-        module.resume(module.FERRETDB)
-        module.resume(module.KAFKA)
+        for server in (module.KAFKA, module.POSTGRES, module.FERRETDB):
+            module.resume(server)
         module.up()
