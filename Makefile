@@ -61,6 +61,7 @@ bench: venv up
 	$(BIN)/python -m bench.resume --keys $(or $(BENCH_KEYS),1000000)
 	$(BIN)/python -m bench.mongo
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.scaleout
 
 ## clean-stack: stop the stack and delete its data and logs (the build cache stays)
 clean-stack: down

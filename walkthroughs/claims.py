@@ -29,16 +29,21 @@ from __future__ import annotations
 from typing import Any
 from zlib import crc32
 
+from walkthroughs.routes import NAMES as ROUTE_NAMES
+from walkthroughs.routes import ROUTES
 from walkthroughs.schema import DeadLetter, Origin, Reason
 
 NS_PER_S = 1_000_000_000
 _OWNER_BITS = 32
 _OWNER_MASK = (1 << _OWNER_BITS) - 1
-CLAIM_SHARDS = 64
-"""State keys of the registry: few, so that each key gets many walk-ins per batch (Bytewax calls
-the logic once per key and batch) and the recovery store holds few rows, yet more than the
-largest worker count (24 in ``k8s/``). Part of the recovery format, like ``STATE_SHARDS``."""
-_SHARD_NAMES = tuple(f"id-{i:02d}" for i in range(CLAIM_SHARDS))
+CLAIM_SHARDS = ROUTES
+"""State keys of the registry, one per route (``walkthroughs.routes``): few, so that each key
+gets many walk-ins per batch (Bytewax calls the logic once per key and batch) and the recovery
+store holds few rows, yet spread evenly over up to 24 workers. Part of the recovery format."""
+CLAIMS_FORMAT = 2
+"""Version of a route's snapshot, ``(CLAIMS_FORMAT, {walkin_id: claim})``. Format 1 was the
+bare dict, under 64 keys named ``id-NN``: a store of it is refused (``Claims.resumed``)."""
+ClaimsSnapshot = tuple[int, dict[str, int]]
 _SHOWN_CHARS = 80
 SWEEP_EVERY_S = 60
 """Expired claims are dropped by a sweep of the shard, at most this often: a lookup ignores an
@@ -47,7 +52,7 @@ expired claim anyway, so sweeping is only about memory."""
 
 def id_shard(walkin_id: str) -> str:
     """Return the state key of a walk-in id in the registry (crc32 of its UTF-8)."""
-    return _SHARD_NAMES[crc32(walkin_id.encode()) % CLAIM_SHARDS]
+    return ROUTE_NAMES[crc32(walkin_id.encode()) % CLAIM_SHARDS]
 
 
 class Claims:
@@ -85,14 +90,21 @@ class Claims:
         """Return when a sweep is next worth doing (None: nothing is claimed)."""
         return self._next_sweep_s * NS_PER_S if self._claims else None
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> ClaimsSnapshot:
         """A copy for a recovery snapshot: ids and ints, pickled by C code alone."""
-        return dict(self._claims)
+        return CLAIMS_FORMAT, dict(self._claims)
 
     @classmethod
     def resumed(cls, state: Any) -> Claims:
-        """The shard a snapshot (``snapshot``'s dict) was taken of."""
-        return cls(dict(state))
+        """The route a snapshot (``snapshot``'s tuple) was taken of; another format is refused."""
+        if not (isinstance(state, tuple) and len(state) == 2 and state[0] == CLAIMS_FORMAT):
+            found = 1 if isinstance(state, dict) else state[0] if isinstance(state, tuple) else "?"
+            msg = (
+                f"recovery snapshot of walk-in id claims has format {found}, this version reads "
+                f"{CLAIMS_FORMAT}: start from a fresh recovery store or run the matching version"
+            )
+            raise ValueError(msg)
+        return cls(dict(state[1]))
 
 
 def reused(origin: Origin, walkin_id: str) -> DeadLetter:

@@ -1,12 +1,19 @@
 """The dataflow: Bytewax wiring only. Every decision is made in codec, claims and attribution.
 
-    read_inputs -> decode -> split_bad_records -> split_walkins
-        walk-ins -> claim_walkin_ids (per id shard, marks reused ids) -> key_by_customer
-        + messages + erasure requests -> attribute (per customer shard) -> split_decisions
-        walkthroughs -> write_walkthroughs (Kafka) + write_mongo (by business)
+    read_inputs -> decode (a poll at a time, one parcel per destination) -> split_bad_records
+        -> split_walkins: walk-ins -> claim_walkin_ids (per id route, marks reused ids)
+                          -> key_by_customer
+        + messages + erasure requests -> attribute (per customer route) -> split_decisions
+        walkthroughs -> write_walkthroughs (Kafka) + write_mongo (by sink partition)
         the rest -> split_late: late, reused -> write_dlq (with bad records)
                                 erased -> tombstone_erased -> write_walkthroughs
                                           + write_mongo (deletes, recounts, older tombstones)
+
+What moves between steps are parcels (``walkthroughs.parcels``): Bytewax's cost is paid per
+item, so each step hands on one item per destination and batch, not one per event. An event
+crosses to another worker at most twice (a walk-in: to its id's registry, then to its
+customer; a message or an erasure request: to its customer), and a walkthrough once more with
+MongoDB on (to its sink partition).
 
 Step ids are part of the recovery format: never rename a stateful or input step without a
 migration plan.
@@ -14,11 +21,12 @@ migration plan.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import cast
+from itertools import chain
+from typing import Any, TypeGuard, TypeVar, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -28,7 +36,6 @@ from bytewax.outputs import Sink
 
 from walkthroughs import metrics
 from walkthroughs.attribution import (
-    Event,
     Output,
     Rules,
     Shard,
@@ -38,12 +45,22 @@ from walkthroughs.attribution import (
     process_batch,
     shard_of,
 )
-from walkthroughs.claims import Claims, id_shard
+from walkthroughs.claims import Claims, ClaimsSnapshot, id_shard
 from walkthroughs.clock import NowGetter
 from walkthroughs.codec import NO_ALIASES, decode_record
 from walkthroughs.config import resumed_window
 from walkthroughs.erasure_audit import audit_state
 from walkthroughs.erasure_requests import decode_erasure_record
+from walkthroughs.parcels import (
+    DeadLetters,
+    Decisions,
+    Documents,
+    Erasures,
+    Events,
+    Parcel,
+    Tombstones,
+    Walkins,
+)
 from walkthroughs.schema import (
     Attributed,
     DeadLetter,
@@ -55,20 +72,22 @@ from walkthroughs.schema import (
     WalkInEvent,
     Walkthrough,
 )
+from walkthroughs.sinks.mongo import partition_of
 
 NS = 1_000_000_000
+P = TypeVar("P", bound=Parcel)
 
 
 @dataclass(frozen=True)
 class Sinks:
-    """Where results go, as (key, item) pairs; tests pass ``TestingSink``s.
+    """Where results go, as (key, parcel) pairs; tests pass sinks that flatten the parcels.
 
-    Only the MongoDB sink routes by its key; the Kafka sinks write where the item was computed.
+    Only the MongoDB sink routes by its key; the Kafka sinks write where the parcel was made.
     """
 
-    walkthroughs: Sink[tuple[str, Attributed | Tombstone]]  # (state shard, record)
-    dead_letters: Sink[tuple[str, DeadLetter]]  # (source topic#partition or state shard, record)
-    mongo: Sink[tuple[str, Walkthrough | Erased]] | None  # by business: one writer per business
+    walkthroughs: Sink[tuple[str, list[Attributed | Tombstone]]]  # (state route, parcel)
+    dead_letters: Sink[tuple[str, list[DeadLetter]]]  # (source topic#partition or route, ...)
+    mongo: Sink[tuple[str, list[Walkthrough | Erased]]] | None  # (sink partition, ...)
 
 
 def build_flow(
@@ -84,18 +103,28 @@ def build_flow(
 ) -> Dataflow:
     """Assemble the dataflow; every collaborator is injected."""
 
-    def decode(origin: Origin) -> tuple[str, Event | DeadLetter]:
-        if origin.topic in erasure_topics:
-            decoded: Event | DeadLetter = decode_erasure_record(origin)
-        else:
-            decoded = decode_record(origin, message_topics, timezone_aliases)
-        if isinstance(decoded, DeadLetter):
-            metrics.DEAD_LETTERS.labels(decoded.reason.value).inc()
-            return _by_source(decoded), decoded
-        event = decoded[0]
-        if isinstance(event, WalkInEvent):  # to the registry of its id first
-            return id_shard(event.walkin_id), decoded
-        return shard_of(event.business_id, event.customer_id), decoded
+    def decode(origins: list[Origin]) -> list[tuple[str, Parcel]]:
+        """Decode what one poll delivered; one parcel per destination."""
+        parcels: dict[tuple[type[Parcel], str], Parcel] = {}
+        for origin in origins:
+            if origin.topic in erasure_topics:
+                decoded: Any = decode_erasure_record(origin)
+            else:
+                decoded = decode_record(origin, message_topics, timezone_aliases)
+            if decoded.__class__ is DeadLetter:
+                metrics.DEAD_LETTERS.labels(decoded.reason.value).inc()
+                to: tuple[type[Parcel], str] = (DeadLetters, _by_source(decoded))
+            else:
+                event = decoded[0]
+                if event.__class__ is WalkInEvent:  # to the registry of its id first
+                    to = (Walkins, id_shard(event.walkin_id))
+                else:
+                    to = (Events, shard_of(event.business_id, event.customer_id))
+            parcel = parcels.get(to)
+            if parcel is None:
+                parcel = parcels[to] = to[0]()
+            parcel.append(decoded)
+        return [(key, parcel) for (_, key), parcel in parcels.items()]
 
     def build_logic(resume: object | None) -> AttributeLogic:
         shard = Shard.resumed(resume) if resume is not None else Shard()
@@ -108,36 +137,35 @@ def build_flow(
 
     flow = Dataflow("walkthroughs")
     raw: Stream[Origin] = op.input("read_inputs", flow, source)
-    decoded = op.map("decode", raw, decode)  # (shard, (event, origin)) | (source, DeadLetter)
-    checked = op.branch("split_bad_records", decoded, _holds_dead_letter)
-    good = cast(Stream[tuple[str, Event]], checked.falses)
-    kinds = op.branch("split_walkins", good, _holds_walkin)
+    decoded = op.flat_map_batch("decode", raw, decode)  # (destination, parcel)
+    checked = op.branch("split_bad_records", decoded, _holds(DeadLetters))
+    kinds = op.branch("split_walkins", checked.falses, _holds(Walkins))
     claimed = op.stateful_batch("claim_walkin_ids", kinds.trues, build_claims)
-    walkins = op.map("key_by_customer", claimed, _by_customer)  # reused ids too: see ReusedWalkIn
-    events = op.merge("merge_events", kinds.falses, walkins)  # (customer shard, (event, origin))
-    results = op.stateful_batch("attribute", events, build_logic)  # (shard, Output)
-    decisions = op.branch("split_decisions", results, _holds_walkthrough)
-    attributed = cast(Stream[tuple[str, Attributed]], decisions.trues)
-    late = op.branch("split_late", decisions.falses, _holds_dead_letter)  # the rare ones
-    erased = cast(Stream[tuple[str, Erased]], late.falses)
+    walkins = op.map("key_by_customer", claimed, _forwarded)  # reused ids too: see ReusedWalkIn
+    customers = cast(Stream[tuple[str, Events]], kinds.falses)  # messages, erasure requests
+    events = op.merge("merge_events", customers, walkins)  # (customer route, Events)
+    results = op.stateful_batch("attribute", events, build_logic)  # (route, parcel of outputs)
+    decisions = op.branch("split_decisions", results, _holds(Decisions))
+    late = op.branch("split_late", decisions.falses, _holds(DeadLetters))  # the rare ones
+    erased = cast(Stream[tuple[str, Erasures]], late.falses)
     dead = op.merge("merge_dead_letters", checked.trues, late.trues)
-    op.output("write_dlq", cast(Stream[tuple[str, DeadLetter]], dead), sinks.dead_letters)
+    op.output("write_dlq", dead, sinks.dead_letters)
     # Tombstones of what state held go through the walkthroughs' own producer, after them.
     # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
-    tombstones = op.flat_map(
+    tombstones = op.map(
         "tombstone_erased", erased, partial(_tombstones, with_ghosts=sinks.mongo is None)
     )
-    to_topic = op.merge("merge_topic_records", attributed, tombstones)
+    to_topic = op.merge("merge_topic_records", decisions.trues, tombstones)
     op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
     if sinks.mongo is not None:
-        by_business = op.map("key_by_business", attributed, _by_business)  # (business, Walkthrough)
-        erasures = op.map("key_erasures_by_business", erased, _erasure_by_business)
+        by_business = op.flat_map("key_by_business", decisions.trues, _documents_by_partition)
+        erasures = op.flat_map("key_erasures_by_business", erased, _erasures_by_partition)
         to_mongo = op.merge("merge_mongo_writes", by_business, erasures)
         op.output("write_mongo", to_mongo, sinks.mongo)
     return flow
 
 
-class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
+class AttributeLogic(StatefulBatchLogic[Events, Parcel, object]):
     """Adapter from Bytewax's stateful callbacks to one ``Shard`` of the pure logic."""
 
     def __init__(self, shard: Shard, rules: Rules, now: NowGetter, flush_interval_ns: int) -> None:
@@ -147,19 +175,20 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
         self._flush_ns = flush_interval_ns
         self._reported = (0, 0, 0)  # (customers, messages, walk-ins) last added to the gauges
 
-    def on_batch(self, values: list[Event]) -> tuple[list[Output], bool]:
-        """Apply the batch's events, then whatever fell due meanwhile."""
+    def on_batch(self, values: list[Events]) -> tuple[list[Parcel], bool]:
+        """Apply the parcels' events, then whatever fell due meanwhile."""
         now = self._now()
-        out = process_batch(self._shard, values, now, self._rules)
+        events = values[0] if len(values) == 1 else chain.from_iterable(values)
+        out = process_batch(self._shard, events, now, self._rules)
         return self._measured(out, now), self._discard()
 
-    def on_notify(self) -> tuple[list[Output], bool]:
+    def on_notify(self) -> tuple[list[Parcel], bool]:
         """Decide and let go of what is due."""
         now = self._now()
         out = process_batch(self._shard, (), now, self._rules)
         return self._measured(out, now), self._discard()
 
-    def on_eof(self) -> tuple[list[Output], bool]:
+    def on_eof(self) -> tuple[list[Parcel], bool]:
         """Make every pending first decision (input ended: bounded mode)."""
         now = self._now()
         return self._measured(finish(self._shard, now, self._rules), now), self._discard()
@@ -196,63 +225,79 @@ class AttributeLogic(StatefulBatchLogic[Event, Output, object]):
         self._reported = now
 
     @staticmethod
-    def _measured(out: list[Output], now_ns: int) -> list[Output]:
-        """Count the batch's outputs: counters once per batch, latency once per decision."""
-        revisions = dead = late = erasures = 0
+    def _measured(out: list[Output], now_ns: int) -> list[Parcel]:
+        """Put the batch's outputs in parcels by kind, and count them.
+
+        Counters move once per batch; latency is observed once per first decision.
+        """
+        if not out:
+            return []
+        decisions, dead, erasures = Decisions(), DeadLetters(), Erasures()
+        revisions = late = 0
         observe = metrics.DECISION_LATENCY.observe
         for item in out:
-            if isinstance(item, Attributed):
+            if item.__class__ is Attributed:
+                decisions.append(item)
                 revisions += item.revision
                 if item.at_decision:
                     observe((now_ns - item.read_at_ns) / NS)
-            elif isinstance(item, DeadLetter):
-                dead += 1
+            elif item.__class__ is DeadLetter:
+                dead.append(item)
                 late += item.reason is Reason.LATE
                 metrics.DEAD_LETTERS.labels(item.reason.value).inc()
             else:
-                erasures += 1
-                audit_state(item, now_ns)
+                erasures.append(item)
+                audit_state(cast(Erased, item), now_ns)
         if late:
             metrics.LATE_EVENTS.inc(late)
-        if len(out) > dead + revisions + erasures:
-            metrics.EMITTED_FIRST.inc(len(out) - dead - revisions - erasures)
+        if len(decisions) > revisions:
+            metrics.EMITTED_FIRST.inc(len(decisions) - revisions)
         if revisions:
             metrics.EMITTED_REVISION.inc(revisions)
-        return out
+        return [parcel for parcel in (decisions, dead, erasures) if parcel]
 
 
-class ClaimLogic(StatefulBatchLogic[Event, Event, dict[str, int]]):
-    """Adapter from Bytewax's stateful callbacks to one ``Claims`` shard of walk-in ids."""
+class ClaimLogic(StatefulBatchLogic[Walkins, tuple[str, Events], ClaimsSnapshot]):
+    """Adapter from Bytewax's stateful callbacks to one ``Claims`` route of walk-in ids."""
 
     def __init__(self, claims: Claims, keep_ns: int, now: NowGetter) -> None:
         self._claims = claims
         self._keep_ns = keep_ns
         self._now = now
 
-    def on_batch(self, values: list[Event]) -> tuple[list[Event], bool]:
+    def on_batch(self, values: list[Walkins]) -> tuple[list[tuple[str, Events]], bool]:
         """Pass each walk-in on to its customer, marked ``ReusedWalkIn`` if its id is another's.
 
         The customer's shard dead-letters a reused one, or drops it if the customer was erased:
-        only that shard knows.
+        only that shard knows. One parcel per customer route.
         """
         now = self._now()
         claim = self._claims.claim
-        out: list[Event] = []
-        for item in values:
-            walkin = cast(WalkInEvent, item[0])
-            owner = customer_hash(walkin.business_id, walkin.customer_id)
-            if claim(walkin.walkin_id, owner, now, self._keep_ns):
-                out.append(item)
+        keep_ns = self._keep_ns
+        routed: dict[str, Events] = {}
+        for read in chain.from_iterable(values):
+            walkin = read[0]
+            business_id, customer_id = walkin.business_id, walkin.customer_id
+            owner = customer_hash(business_id, customer_id)
+            item = (
+                read
+                if claim(walkin.walkin_id, owner, now, keep_ns)
+                else (ReusedWalkIn(*walkin), read[1])
+            )
+            route = shard_of(business_id, customer_id)
+            parcel = routed.get(route)
+            if parcel is None:
+                routed[route] = Events((item,))
             else:
-                out.append((ReusedWalkIn(*walkin), item[1]))
-        return out, False
+                parcel.append(item)
+        return list(routed.items()), False
 
-    def on_notify(self) -> tuple[list[Event], bool]:
-        """Forget the claims that expired; discard the shard once none is left."""
+    def on_notify(self) -> tuple[list[tuple[str, Events]], bool]:
+        """Forget the claims that expired; discard the route once none is left."""
         self._claims.sweep(self._now())
         return [], not len(self._claims)
 
-    def on_eof(self) -> tuple[list[Event], bool]:
+    def on_eof(self) -> tuple[list[tuple[str, Events]], bool]:
         """Keep the claims: a later run with recovery still needs them."""
         return [], False
 
@@ -261,42 +306,50 @@ class ClaimLogic(StatefulBatchLogic[Event, Event, dict[str, int]]):
         due = self._claims.next_sweep_ns()
         return None if due is None else datetime.fromtimestamp(due / NS, UTC)
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> ClaimsSnapshot:
         """Return the claims as of now (a copy: later batches cannot alter it)."""
         return self._claims.snapshot()
 
 
-def _holds_walkthrough(item: tuple[str, object]) -> bool:
-    return isinstance(item[1], Attributed)
+def _holds(kind: type[P]) -> Callable[[tuple[str, Parcel]], TypeGuard[tuple[str, P]]]:
+    """A branch predicate: whether the item's parcel is a ``kind``."""
+
+    def holds(item: tuple[str, Parcel]) -> TypeGuard[tuple[str, P]]:
+        return item[1].__class__ is kind
+
+    return holds
 
 
-def _tombstones(item: tuple[str, Erased], *, with_ghosts: bool) -> list[tuple[str, Tombstone]]:
-    erased = item[1]
-    ids = (*erased.walkin_ids, *erased.ghost_ids) if with_ghosts else erased.walkin_ids
-    return [(item[0], Tombstone(walkin_id)) for walkin_id in ids]
+def _forwarded(item: tuple[str, tuple[str, Events]]) -> tuple[str, Events]:
+    """A claim route's output parcel, keyed by the customer route it is for."""
+    return item[1]
 
 
-def _erasure_by_business(item: tuple[str, Erased]) -> tuple[str, Erased]:
-    return item[1].business_id, item[1]
+def _tombstones(item: tuple[str, Erasures], *, with_ghosts: bool) -> tuple[str, Tombstones]:
+    ids: Iterable[str] = chain.from_iterable(
+        (*erased.walkin_ids, *erased.ghost_ids) if with_ghosts else erased.walkin_ids
+        for erased in item[1]
+    )
+    return item[0], Tombstones(Tombstone(walkin_id) for walkin_id in ids)
 
 
-def _holds_dead_letter(item: tuple[str, object]) -> bool:
-    return isinstance(item[1], DeadLetter)
+def _documents_by_partition(item: tuple[str, Decisions]) -> list[tuple[str, Documents]]:
+    """A route's walkthroughs, one parcel per MongoDB sink partition (by business)."""
+    routed: dict[str, Documents] = {}
+    for attributed in item[1]:
+        walkthrough: Walkthrough = attributed.walkthrough
+        part = partition_of(walkthrough.business_id)
+        parcel = routed.get(part)
+        if parcel is None:
+            routed[part] = Documents((walkthrough,))
+        else:
+            parcel.append(walkthrough)
+    return list(routed.items())
 
 
-def _holds_walkin(item: tuple[str, Event]) -> bool:
-    return isinstance(item[1][0], WalkInEvent)
-
-
-def _by_customer(item: tuple[str, Event]) -> tuple[str, Event]:
-    walkin = item[1][0]
-    return shard_of(walkin.business_id, walkin.customer_id), item[1]
+def _erasures_by_partition(item: tuple[str, Erasures]) -> list[tuple[str, Erasures]]:
+    return [(partition_of(erased.business_id), Erasures((erased,))) for erased in item[1]]
 
 
 def _by_source(dead: DeadLetter) -> str:
     return f"{dead.origin.topic}#{dead.origin.partition}"
-
-
-def _by_business(item: tuple[str, Attributed]) -> tuple[str, Walkthrough]:
-    walkthrough = item[1].walkthrough
-    return walkthrough.business_id, walkthrough

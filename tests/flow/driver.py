@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 from bytewax.dataflow import Dataflow
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSource, cluster_main, run_main
 
 from tests.reference import expected_walkthroughs
 from walkthroughs.attribution import Rules, shard_of
@@ -58,7 +59,10 @@ from walkthroughs.schema import (
     WalkInEvent,
     Walkthrough,
 )
+from walkthroughs.sinks.mongo import partition_of
 from walkthroughs.traffic import Traffic
+
+T = TypeVar("T")
 
 S = 1_000_000_000
 MINUTE, HOUR, DAY = 60 * S, 3600 * S, 86400 * S
@@ -79,8 +83,35 @@ def make_rules(window_ns: int = WINDOW, hold_ns: int = HOLD, lateness_ns: int = 
 
 
 def state_key(business_id: str, customer_id: str) -> str:
-    """The state key (shard) that holds a customer: what the attribute step's outputs carry."""
+    """The state key (route) that holds a customer: what the attribute step's outputs carry."""
     return shard_of(business_id, customer_id)
+
+
+def mongo_key(business_id: str) -> str:
+    """The MongoDB sink partition that writes a business: what its parcels are keyed by."""
+    return partition_of(business_id)
+
+
+class Unpacking(DynamicSink[tuple[str, list[T]]]):
+    """A ``TestingSink`` for parcels: ``(key, record)`` for every record, in the order written.
+
+    The dataflow hands its sinks one parcel per destination and batch (``walkthroughs.parcels``);
+    the tests look at records.
+    """
+
+    def __init__(self, written: list[tuple[str, T]]) -> None:
+        self._written = written
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _UnpackingPart[T]:
+        return _UnpackingPart(self._written)
+
+
+class _UnpackingPart(StatelessSinkPartition[tuple[str, list[T]]]):
+    def __init__(self, written: list[tuple[str, T]]) -> None:
+        self._written = written
+
+    def write_batch(self, items: list[tuple[str, list[T]]]) -> None:
+        self._written.extend((key, record) for key, parcel in items for record in parcel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,9 +418,9 @@ class FlowDriver:
         flow = build_flow(
             source=source,
             sinks=Sinks(
-                walkthroughs=TestingSink(self.topic),
-                dead_letters=TestingSink(self.dead_letters),
-                mongo=TestingSink(self.mongo_writes),
+                walkthroughs=Unpacking(self.topic),
+                dead_letters=Unpacking(self.dead_letters),
+                mongo=Unpacking(self.mongo_writes),
             ),
             message_topics=MESSAGE_TOPICS,
             erasure_topics=frozenset({ERASURES}),

@@ -21,6 +21,7 @@ from tests.flow.driver import (
     S,
     Step,
     Until,
+    mongo_key,
     rank,
 )
 
@@ -57,7 +58,7 @@ def test_first_decision_waits_for_hold_then_comes_while_the_input_is_still_open(
     [first] = driver.records_of("w1")
     assert (first.revision, first.at_decision, first.read_at_ns) == (False, True, T0)
     assert driver.latest() == inputs.expected()
-    assert [(key, w) for key, w in driver.mongo] == [("b", first.walkthrough)]
+    assert [(key, w) for key, w in driver.mongo] == [(mongo_key("b"), first.walkthrough)]
 
 
 def test_revisions_reuse_the_walkin_id_and_the_latest_record_is_the_rule(

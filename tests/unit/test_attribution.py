@@ -323,7 +323,7 @@ def test_ids_with_separators_never_share_state() -> None:
 def test_shard_keys_are_bounded_and_stable() -> None:
     keys = {shard_of(f"b{i}", f"c{i}") for i in range(20_000)}
     assert len(keys) == STATE_SHARDS
-    assert shard_of("business", "customer") == "0731"  # pinned: part of the recovery format
+    assert shard_of("business", "customer") == "r43-1678"  # pinned: part of the recovery format
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from walkthroughs.claims import SWEEP_EVERY_S, Claims, reused
 from walkthroughs.schema import Origin, Reason
 
@@ -51,3 +53,11 @@ def test_the_reused_dead_letter_names_the_reason_and_cuts_a_long_id() -> None:
     assert dead.reason is Reason.WALKIN_ID_REUSED
     assert dead.error.startswith("walkin_id reused: 'xxxx")
     assert len(dead.error) < 250
+
+
+def test_a_snapshot_of_another_format_is_refused_naming_both() -> None:
+    """Format 1 was the bare dict under 64 keys ``id-NN``: its ids live on other routes now."""
+    with pytest.raises(ValueError, match=r"claims has format 1, this version reads 2"):
+        Claims.resumed({"w": 1})
+    with pytest.raises(ValueError, match=r"claims has format 3, this version reads 2"):
+        Claims.resumed((3, {}))

@@ -19,6 +19,8 @@ FORBIDDEN = {
     "redaction.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "caches.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "sharing.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    "routes.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
+    "parcels.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"},
     # The attribution engine: pure logic, run by the Bytewax adapter in flow.py.
     **{
         f"attribution/{path.name}": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"}

@@ -26,7 +26,7 @@ def test_kafka_sink_raises_when_deliveries_fail() -> None:
     )
     part = sink.build("write", 0, 1)
     with pytest.raises(SinkUnavailableError, match="writing to Kafka topic 'out' failed"):
-        part.write_batch([("0001", Attributed(W, 0, False))])  # returns only once acknowledged
+        part.write_batch([("0001", [Attributed(W, 0, False)])])  # returns only once acknowledged
 
 
 class RetryOptions(TypedDict, total=False):
@@ -57,7 +57,7 @@ def test_mongo_sink_retries_with_backoff_then_raises() -> None:
     sink = _unreachable_mongo(retry_limit_s=3.0, sleep=sleep, monotonic=lambda: now[0])
     part = sink.build_part("write", "mongo-00", None)
     with pytest.raises(SinkUnavailableError, match="MongoDB unavailable for 3s during write_walk"):
-        part.write_batch([W])
+        part.write_batch([[W]])
     assert slept == [0.2, 0.4, 0.8, 1.6]  # capped exponential backoff, then give up
 
 
@@ -68,7 +68,7 @@ def test_mongo_sink_stops_retrying_at_once_when_a_stop_is_requested() -> None:
     stopping.request()
     try:
         with pytest.raises(SinkUnavailableError, match="unavailable until a stop was requested"):
-            part.write_batch([W])
+            part.write_batch([[W]])
     finally:
         stopping.reset()
     assert slept == []  # no backoff after the stop request: the first failure ends it

@@ -2,7 +2,7 @@
 
 Customers are grouped into ``STATE_SHARDS`` shards, the state keys of the dataflow: Bytewax 0.21
 never deletes the recovery rows of discarded keys, so the number of state keys must stay bounded
-while millions of customers come and go.
+while millions of customers come and go; and few keys make large parcels (``walkthroughs.routes``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from hashlib import blake2b
 from zlib import crc32
 
 from walkthroughs.caches import BoundedCache
+from walkthroughs.routes import NAMES as ROUTE_NAMES
+from walkthroughs.routes import ROUTES
 
-STATE_SHARDS = 1024
-"""How many state keys hold all customers. Part of the recovery format: changing it re-routes
-customers to other shards, so it needs a fresh recovery store."""
+STATE_SHARDS = ROUTES
+"""How many state keys hold all customers (one per route: ``walkthroughs.routes``). Part of the
+recovery format: changing it re-routes customers to other shards, so it needs a fresh recovery
+store (``snapshot.STATE_FORMAT`` says which)."""
 
 CustomerKey = str  # see customer_key
 
@@ -67,8 +70,7 @@ def erasure_reference(business_id: str, customer_id: str) -> str:
 
 def shard_of(business_id: str, customer_id: str) -> str:
     """Return the state key of a customer (``customer_hash`` over the shards, names made once)."""
-    return _SHARD_NAMES[customer_hash(business_id, customer_id) % STATE_SHARDS]
+    return ROUTE_NAMES[customer_hash(business_id, customer_id) % STATE_SHARDS]
 
 
-_SHARD_NAMES = tuple(f"{i:04d}" for i in range(STATE_SHARDS))
 _BUSINESS_CRC: BoundedCache[str, int] = BoundedCache("business_crc", 100_000)

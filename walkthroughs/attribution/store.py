@@ -42,11 +42,11 @@ from walkthroughs.schema import (
     WalkInEvent,
 )
 
-LIVE_CUSTOMERS = 512
+LIVE_CUSTOMERS = 10_000
 """A shard keeps at most this many customers live between batches (it packs down to half), and
 one with more customers packs them at each snapshot; a smaller shard never packs. At the k8s
 epoch (5 s) a large state's live customers are those touched since the last snapshot; this
-bounds them when epochs are long: 512k per process at most."""
+bounds them when epochs are long: 480k over the 48 shards at most."""
 
 
 class Shard:

@@ -228,8 +228,8 @@ class CheckedProducer:
         raise SinkUnavailableError(msg)
 
 
-class KafkaOutput(DynamicSink[tuple[str, X]], Generic[X]):
-    """Writes ``(routing key, item)`` pairs from every worker, where they are produced.
+class KafkaOutput(DynamicSink[tuple[str, list[X]]], Generic[X]):
+    """Writes ``(routing key, parcel)`` pairs from every worker, where they are produced.
 
     Dynamic, not partitioned: routing each record to a sink partition would cost a Python
     ``part_fn`` call per record and, with several workers, a hop to the worker owning the
@@ -267,15 +267,16 @@ class KafkaOutput(DynamicSink[tuple[str, X]], Generic[X]):
             return _KafkaWriter(self._producer, self._serialize)
 
 
-class _KafkaWriter(StatelessSinkPartition[tuple[str, X]], Generic[X]):
+class _KafkaWriter(StatelessSinkPartition[tuple[str, list[X]]], Generic[X]):
     def __init__(self, producer: CheckedProducer, serialize: Serializer[X]) -> None:
         self._producer = producer
         self._serialize = serialize
 
-    def write_batch(self, items: list[tuple[str, X]]) -> None:
-        self._producer.batch_size.observe(len(items))
+    def write_batch(self, items: list[tuple[str, list[X]]]) -> None:
         serialize = self._serialize
-        self._producer.send([serialize(item) for _, item in items])
+        records = [serialize(item) for _, parcel in items for item in parcel]
+        self._producer.batch_size.observe(len(records))
+        self._producer.send(records)
         # Acknowledged before returning, so an epoch never commits ahead of its records: our
         # kill -9 tests showed that Bytewax 0.21 can commit an epoch before a sink's snapshot()
         # ran for it, so waiting at epoch close is not safe.

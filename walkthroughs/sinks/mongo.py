@@ -3,8 +3,9 @@
 Design (it must hold on real MongoDB and on FerretDB, which has no transactions, stops an
 unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$group``):
 
-* **One writer per business.** This is a ``FixedPartitionedSink`` keyed by ``business_id``:
-  Bytewax routes every walkthrough of a business to the one worker that owns its partition, so
+* **One writer per business.** This is a ``FixedPartitionedSink`` keyed by the partition of
+  the business (``partition_of``): every walkthrough of a business reaches the one worker that
+  owns its partition, in parcels (``walkthroughs.parcels``), so
   no two workers ever write the same walkthrough documents at once (a walk-in id has one owner
   at a time: ``claims``).
 * **Monotone upserts.** Revisions of a walk-in only ever move to a greater
@@ -62,6 +63,7 @@ BULK_SIZE = 500
 answered within seconds, far inside the request timeout; MongoDB is barely slower at it."""
 SINK_PARTITIONS = 64
 """Fixed: partition names are part of the recovery format (their state is empty, though)."""
+_PARTITION_KEYS = tuple(str(i) for i in range(SINK_PARTITIONS))
 Doc = dict[str, Any]
 T = TypeVar("T")
 Sleeper = Callable[[float], None]
@@ -258,7 +260,15 @@ def _applied(db: Database[Doc], ops: list[Any]) -> bool:
     return done == len(ops)
 
 
-class MongoOutput(FixedPartitionedSink[Walkthrough | Erased, None]):
+def partition_of(business_id: str) -> str:
+    """The key of the sink partition that writes a business's documents.
+
+    crc32 of its id, stable across processes. The flow groups documents by it before they cross.
+    """
+    return _PARTITION_KEYS[zlib.crc32(business_id.encode()) % SINK_PARTITIONS]
+
+
+class MongoOutput(FixedPartitionedSink[list[Walkthrough | Erased], None]):
     """Walkthroughs keyed by ``business_id`` into ``SINK_PARTITIONS`` single-writer partitions.
 
     All partitions of a process share one client (pymongo clients are thread-safe and pool their
@@ -298,8 +308,8 @@ class MongoOutput(FixedPartitionedSink[Walkthrough | Erased, None]):
         return [f"mongo-{i:02d}" for i in range(SINK_PARTITIONS)]
 
     def part_fn(self, item_key: str) -> int:
-        """Route by business, stably across processes (crc32, not ``hash``)."""
-        return zlib.crc32(item_key.encode())
+        """The partition a parcel is keyed by (``partition_of`` its business)."""
+        return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MongoWriter:
         """Attach the partition to the process's client (connections are made on first use)."""
@@ -375,7 +385,7 @@ class Retrying:
                 delay = min(delay * 2, 10.0)
 
 
-class _MongoWriter(StatefulSinkPartition[Walkthrough | Erased, None]):
+class _MongoWriter(StatefulSinkPartition[list[Walkthrough | Erased], None]):
     """Writes each batch Bytewax hands over before returning.
 
     Synchronous on purpose: a write must be in MongoDB before Bytewax can commit the epoch that
@@ -397,8 +407,9 @@ class _MongoWriter(StatefulSinkPartition[Walkthrough | Erased, None]):
         self._release = release
         self._erase = erase
 
-    def write_batch(self, values: list[Walkthrough | Erased]) -> None:
-        """Write the batch in its order: walkthroughs in bulks, each erasure where it falls."""
+    def write_batch(self, parcels: list[list[Walkthrough | Erased]]) -> None:
+        """Write the parcels in their order: walkthroughs in bulks, each erasure where it falls."""
+        values: list[Walkthrough | Erased] = [item for parcel in parcels for item in parcel]
         start = 0
         for i, item in enumerate(values):
             if item.__class__ is Erased:

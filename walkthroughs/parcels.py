@@ -1,0 +1,103 @@
+"""Parcels: what one step hands the next for one destination, as one item (no I/O).
+
+The dataflow moves batches, not events: Bytewax pays for every item it moves (a Python call
+per step, a key extracted, a pickle when the item crosses to another process), so each step
+groups what goes to one destination (a state route, a sink partition) into one parcel, and the
+cost is paid per parcel. A parcel is a ``list`` whose class says what it holds, so a branch
+tells parcels apart without looking inside.
+
+Parcels that cross between processes pickle as plain rows: a named tuple pickles as a reference
+to its class and unpickles through its Python-level ``__new__``, about four times the cost of a
+plain tuple (bench/README.md, session 12). ``Events`` and ``Documents`` reduce to rows of plain
+tuples and rebuild their records with ``tuple.__new__`` (a C call) on the other side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from walkthroughs.schema import (
+    ErasureRequest,
+    ErasureWithdrawn,
+    MessageEvent,
+    ReusedWalkIn,
+    WalkInEvent,
+    built_from_fields,
+    new_origin,
+    new_walkthrough,
+)
+
+_EVENT_CLASSES = (MessageEvent, WalkInEvent, ReusedWalkIn, ErasureRequest, ErasureWithdrawn)
+_EVENT_CODE = {cls: code for code, cls in enumerate(_EVENT_CLASSES)}
+_NEW_EVENT = tuple(built_from_fields(cls) for cls in _EVENT_CLASSES)
+
+
+class Parcel(list[Any]):
+    """Records for one destination; the subclass says which kind (see the module doc)."""
+
+    __slots__ = ()
+
+
+class Events(Parcel):
+    """``(event, origin)`` pairs for the customers of one state route.
+
+    The origin (the record's bytes) goes along: an event may still turn out to be a dead letter
+    where it lands (late, or a reused walk-in id), and a dead letter carries the original.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        code = _EVENT_CODE
+        rows = [(code[e.__class__], tuple(e), tuple(o)) for e, o in self]
+        return _rebuild_events, (self.__class__, rows)
+
+
+class Walkins(Events):
+    """Walk-ins for one route of the walk-in id registry (``claims``)."""
+
+    __slots__ = ()
+
+
+class DeadLetters(Parcel):
+    """``DeadLetter``s, written where they were made (the DLQ sink does not route)."""
+
+    __slots__ = ()
+
+
+class Decisions(Parcel):
+    """``Attributed`` walkthroughs of one state route, for the output topic."""
+
+    __slots__ = ()
+
+
+class Erasures(Parcel):
+    """``Erased`` reports of one state route: what the sinks still have to remove."""
+
+    __slots__ = ()
+
+
+class Tombstones(Parcel):
+    """``Tombstone``s for the output topic."""
+
+    __slots__ = ()
+
+
+class Documents(Parcel):
+    """``Walkthrough``s for one MongoDB sink partition (they cross to its worker)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_documents, ([tuple(w) for w in self],)
+
+
+def _rebuild_events(
+    cls: type[Events], rows: list[tuple[int, tuple[Any, ...], tuple[Any, ...]]]
+) -> Events:
+    new = _NEW_EVENT
+    return cls([(new[code](event), new_origin(origin)) for code, event, origin in rows])
+
+
+def _rebuild_documents(rows: list[tuple[Any, ...]]) -> Documents:
+    return Documents([new_walkthrough(row) for row in rows])
