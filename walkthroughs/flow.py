@@ -2,7 +2,7 @@
 
     read_inputs -> decode (a poll at a time, one parcel per destination) -> split_bad_records
         -> split_walkins: walk-ins -> claim_walkin_ids (per id route, marks reused ids)
-                          -> key_by_customer
+                          -> carry_to_customers (one bundle per worker) -> key_by_customer
         + messages + erasure requests -> attribute (per customer route) -> split_decisions
         walkthroughs -> write_walkthroughs (Kafka) + write_mongo (by sink partition)
         the rest -> split_late: late, reused -> write_dlq (with bad records)
@@ -11,9 +11,10 @@
 
 What moves between steps are parcels (``walkthroughs.parcels``): Bytewax's cost is paid per
 item, so each step hands on one item per destination and batch, not one per event. An event
-crosses to another worker at most twice (a walk-in: to its id's registry, then to its
-customer; a message or an erasure request: to its customer), and a walkthrough once more with
-MongoDB on (to its sink partition).
+crosses to another worker at most twice (a walk-in: to its id's registry, then, in a bundle
+per worker, to its customer's; a message or an erasure request: to its customer's), and a
+walkthrough once more with MongoDB on (to its sink partition). ``count_workers`` reads nothing:
+it is how the flow learns the worker count the bundles need (``Cluster``).
 
 Step ids are part of the recovery format: never rename a stateful or input step without a
 migration plan.
@@ -30,7 +31,7 @@ from typing import Any, TypeGuard, TypeVar, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import Source
+from bytewax.inputs import DynamicSource, Source, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
@@ -52,6 +53,7 @@ from walkthroughs.config import resumed_window
 from walkthroughs.erasure_audit import audit_state
 from walkthroughs.erasure_requests import decode_erasure_record
 from walkthroughs.parcels import (
+    Bundle,
     DeadLetters,
     Decisions,
     Documents,
@@ -61,6 +63,8 @@ from walkthroughs.parcels import (
     Tombstones,
     Walkins,
 )
+from walkthroughs.routes import NAMES as ROUTE_NAMES
+from walkthroughs.routes import carriers, worker_of
 from walkthroughs.schema import (
     Attributed,
     DeadLetter,
@@ -103,6 +107,58 @@ def build_flow(
 ) -> Dataflow:
     """Assemble the dataflow; every collaborator is injected."""
 
+    def build_logic(resume: object | None) -> AttributeLogic:
+        shard = Shard.resumed(resume) if resume is not None else Shard()
+        shard.window_ns = resumed_window(shard.window_ns, rules.window_ns)  # or fail start-up
+        return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
+
+    cluster = Cluster()
+
+    def build_claims(resume: object | None) -> ClaimLogic:
+        claims = Claims.resumed(resume) if resume is not None else Claims()
+        return ClaimLogic(claims, rules.lateness_ns, now_getter, cluster)
+
+    flow = Dataflow("walkthroughs")
+    op.input("count_workers", flow, WorkerCount(cluster))  # reads nothing; see Cluster
+    raw: Stream[Origin] = op.input("read_inputs", flow, source)
+    decode = _decoder(message_topics, erasure_topics, timezone_aliases)
+    decoded = op.flat_map_batch("decode", raw, decode)  # (destination, parcel)
+    checked = op.branch("split_bad_records", decoded, _holds(DeadLetters))
+    kinds = op.branch("split_walkins", checked.falses, _holds(Walkins))
+    claimed = op.stateful_batch("claim_walkin_ids", kinds.trues, build_claims)
+    bundles = op.map("key_by_worker", claimed, _forwarded)  # (carrier, Bundle)
+    carried = op.stateful_batch("carry_to_customers", bundles, _carry)  # to the routes' worker
+    walkins = op.flat_map("key_by_customer", carried, _unbundled)  # reused ids too: ReusedWalkIn
+    customers = cast(Stream[tuple[str, Events]], kinds.falses)  # messages, erasure requests
+    events = op.merge("merge_events", customers, walkins)  # (customer route, Events)
+    results = op.stateful_batch("attribute", events, build_logic)  # (route, parcel of outputs)
+    decisions = op.branch("split_decisions", results, _holds(Decisions))
+    late = op.branch("split_late", decisions.falses, _holds(DeadLetters))  # the rare ones
+    erased = cast(Stream[tuple[str, Erasures]], late.falses)
+    dead = op.merge("merge_dead_letters", checked.trues, late.trues)
+    op.output("write_dlq", dead, sinks.dead_letters)
+    # Tombstones of what state held go through the walkthroughs' own producer, after them.
+    # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
+    tombstones = op.map(
+        "tombstone_erased", erased, partial(_tombstones, with_ghosts=sinks.mongo is None)
+    )
+    to_topic = op.merge("merge_topic_records", decisions.trues, tombstones)
+    op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
+    if sinks.mongo is not None:
+        by_business = op.flat_map("key_by_business", decisions.trues, _documents_by_partition)
+        erasures = op.flat_map("key_erasures_by_business", erased, _erasures_by_partition)
+        to_mongo = op.merge("merge_mongo_writes", by_business, erasures)
+        op.output("write_mongo", to_mongo, sinks.mongo)
+    return flow
+
+
+def _decoder(
+    message_topics: frozenset[str],
+    erasure_topics: frozenset[str],
+    timezone_aliases: Mapping[str, str],
+) -> Callable[[list[Origin]], list[tuple[str, Parcel]]]:
+    """The decode step: a poll's records in, one parcel per destination out."""
+
     def decode(origins: list[Origin]) -> list[tuple[str, Parcel]]:
         """Decode what one poll delivered; one parcel per destination."""
         parcels: dict[tuple[type[Parcel], str], Parcel] = {}
@@ -126,43 +182,7 @@ def build_flow(
             parcel.append(decoded)
         return [(key, parcel) for (_, key), parcel in parcels.items()]
 
-    def build_logic(resume: object | None) -> AttributeLogic:
-        shard = Shard.resumed(resume) if resume is not None else Shard()
-        shard.window_ns = resumed_window(shard.window_ns, rules.window_ns)  # or fail start-up
-        return AttributeLogic(shard, rules, now_getter, flush_interval_ns)
-
-    def build_claims(resume: object | None) -> ClaimLogic:
-        claims = Claims.resumed(resume) if resume is not None else Claims()
-        return ClaimLogic(claims, rules.lateness_ns, now_getter)
-
-    flow = Dataflow("walkthroughs")
-    raw: Stream[Origin] = op.input("read_inputs", flow, source)
-    decoded = op.flat_map_batch("decode", raw, decode)  # (destination, parcel)
-    checked = op.branch("split_bad_records", decoded, _holds(DeadLetters))
-    kinds = op.branch("split_walkins", checked.falses, _holds(Walkins))
-    claimed = op.stateful_batch("claim_walkin_ids", kinds.trues, build_claims)
-    walkins = op.map("key_by_customer", claimed, _forwarded)  # reused ids too: see ReusedWalkIn
-    customers = cast(Stream[tuple[str, Events]], kinds.falses)  # messages, erasure requests
-    events = op.merge("merge_events", customers, walkins)  # (customer route, Events)
-    results = op.stateful_batch("attribute", events, build_logic)  # (route, parcel of outputs)
-    decisions = op.branch("split_decisions", results, _holds(Decisions))
-    late = op.branch("split_late", decisions.falses, _holds(DeadLetters))  # the rare ones
-    erased = cast(Stream[tuple[str, Erasures]], late.falses)
-    dead = op.merge("merge_dead_letters", checked.trues, late.trues)
-    op.output("write_dlq", dead, sinks.dead_letters)
-    # Tombstones of what state held go through the walkthroughs' own producer, after them.
-    # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
-    tombstones = op.map(
-        "tombstone_erased", erased, partial(_tombstones, with_ghosts=sinks.mongo is None)
-    )
-    to_topic = op.merge("merge_topic_records", decisions.trues, tombstones)
-    op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
-    if sinks.mongo is not None:
-        by_business = op.flat_map("key_by_business", decisions.trues, _documents_by_partition)
-        erasures = op.flat_map("key_erasures_by_business", erased, _erasures_by_partition)
-        to_mongo = op.merge("merge_mongo_writes", by_business, erasures)
-        op.output("write_mongo", to_mongo, sinks.mongo)
-    return flow
+    return decode
 
 
 class AttributeLogic(StatefulBatchLogic[Events, Parcel, object]):
@@ -257,19 +277,63 @@ class AttributeLogic(StatefulBatchLogic[Events, Parcel, object]):
         return [parcel for parcel in (decisions, dead, erasures) if parcel]
 
 
-class ClaimLogic(StatefulBatchLogic[Walkins, tuple[str, Events], ClaimsSnapshot]):
+class Cluster:
+    """How many workers run the dataflow, and the key that reaches each (``routes.carriers``).
+
+    Walk-ins leave a claim route for all 48 customer routes: a parcel per route would hold a
+    few walk-ins each, and Bytewax's cost is per item. So they leave in one bundle per worker,
+    keyed by that worker's carrier, and reach their routes from there without crossing again.
+    Bytewax tells sources the worker count when it builds them, before any item moves:
+    ``WorkerCount`` learns it for the flow.
+    """
+
+    def __init__(self) -> None:
+        self.workers = 0
+        self._carrier_of: dict[str, str] = {}
+
+    def learn(self, workers: int) -> None:
+        """Take the worker count (every worker of the process says the same)."""
+        if workers != self.workers:
+            keys = carriers(workers)
+            self._carrier_of = {r: keys[worker_of(r, workers)] for r in ROUTE_NAMES}
+            self.workers = workers
+
+    def carrier_of(self, route: str) -> str:
+        """The key that takes a bundle to the worker holding ``route``."""
+        return self._carrier_of[route]
+
+
+class WorkerCount(DynamicSource[None]):
+    """An input that reads nothing: its ``build`` is how the flow learns the worker count."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NothingToRead:
+        """Tell the cluster how many workers there are."""
+        self._cluster.learn(worker_count)
+        return _NothingToRead()
+
+
+class _NothingToRead(StatelessSourcePartition[None]):
+    def next_batch(self) -> list[None]:
+        raise StopIteration
+
+
+class ClaimLogic(StatefulBatchLogic[Walkins, tuple[str, Bundle], ClaimsSnapshot]):
     """Adapter from Bytewax's stateful callbacks to one ``Claims`` route of walk-in ids."""
 
-    def __init__(self, claims: Claims, keep_ns: int, now: NowGetter) -> None:
+    def __init__(self, claims: Claims, keep_ns: int, now: NowGetter, cluster: Cluster) -> None:
         self._claims = claims
         self._keep_ns = keep_ns
         self._now = now
+        self._cluster = cluster
 
-    def on_batch(self, values: list[Walkins]) -> tuple[list[tuple[str, Events]], bool]:
+    def on_batch(self, values: list[Walkins]) -> tuple[list[tuple[str, Bundle]], bool]:
         """Pass each walk-in on to its customer, marked ``ReusedWalkIn`` if its id is another's.
 
         The customer's shard dead-letters a reused one, or drops it if the customer was erased:
-        only that shard knows. One parcel per customer route.
+        only that shard knows. One parcel per customer route, one bundle per worker (``Cluster``).
         """
         now = self._now()
         claim = self._claims.claim
@@ -290,14 +354,23 @@ class ClaimLogic(StatefulBatchLogic[Walkins, tuple[str, Events], ClaimsSnapshot]
                 routed[route] = Events((item,))
             else:
                 parcel.append(item)
-        return list(routed.items()), False
+        bundles: dict[str, Bundle] = {}
+        carrier_of = self._cluster.carrier_of
+        for route, parcel in routed.items():
+            carrier = carrier_of(route)
+            bundle = bundles.get(carrier)
+            if bundle is None:
+                bundles[carrier] = Bundle(((route, parcel),))
+            else:
+                bundle.append((route, parcel))
+        return list(bundles.items()), False
 
-    def on_notify(self) -> tuple[list[tuple[str, Events]], bool]:
+    def on_notify(self) -> tuple[list[tuple[str, Bundle]], bool]:
         """Forget the claims that expired; discard the route once none is left."""
         self._claims.sweep(self._now())
         return [], not len(self._claims)
 
-    def on_eof(self) -> tuple[list[tuple[str, Events]], bool]:
+    def on_eof(self) -> tuple[list[tuple[str, Bundle]], bool]:
         """Keep the claims: a later run with recovery still needs them."""
         return [], False
 
@@ -320,8 +393,27 @@ def _holds(kind: type[P]) -> Callable[[tuple[str, Parcel]], TypeGuard[tuple[str,
     return holds
 
 
-def _forwarded(item: tuple[str, tuple[str, Events]]) -> tuple[str, Events]:
-    """A claim route's output parcel, keyed by the customer route it is for."""
+def _forwarded(item: tuple[str, tuple[str, Bundle]]) -> tuple[str, Bundle]:
+    """A claim route's bundle, keyed by the carrier of the worker it is for."""
+    return item[1]
+
+
+class _Carry(StatefulBatchLogic[Bundle, Bundle, None]):
+    """Passes bundles on, on the worker its carrier key reached; holds nothing."""
+
+    def on_batch(self, values: list[Bundle]) -> tuple[list[Bundle], bool]:
+        return values, True
+
+    def snapshot(self) -> None:
+        return None
+
+
+def _carry(resume: object | None) -> _Carry:
+    return _Carry()
+
+
+def _unbundled(item: tuple[str, Bundle]) -> Bundle:
+    """A bundle's ``(customer route, Events)`` parcels, for the attribute step (same worker)."""
     return item[1]
 
 

@@ -20,6 +20,7 @@ from walkthroughs.schema import (
     ErasureRequest,
     ErasureWithdrawn,
     MessageEvent,
+    Origin,
     ReusedWalkIn,
     WalkInEvent,
     built_from_fields,
@@ -30,6 +31,7 @@ from walkthroughs.schema import (
 _EVENT_CLASSES = (MessageEvent, WalkInEvent, ReusedWalkIn, ErasureRequest, ErasureWithdrawn)
 _EVENT_CODE = {cls: code for code, cls in enumerate(_EVENT_CLASSES)}
 _NEW_EVENT = tuple(built_from_fields(cls) for cls in _EVENT_CLASSES)
+_EVENT_AT = 1 + len(Origin._fields)  # where an event's own fields start in its row
 
 
 class Parcel(list[Any]):
@@ -48,13 +50,23 @@ class Events(Parcel):
     __slots__ = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        code = _EVENT_CODE
-        rows = [(code[e.__class__], tuple(e), tuple(o)) for e, o in self]
+        code = _EVENT_CODE  # one flat row per event: its kind, its origin's 6 fields, its own
+        rows = [(code[e.__class__], *o, *e) for e, o in self]
         return _rebuild_events, (self.__class__, rows)
 
 
 class Walkins(Events):
     """Walk-ins for one route of the walk-in id registry (``claims``)."""
+
+    __slots__ = ()
+
+
+class Bundle(Parcel):
+    """``(route, Events)`` pairs for routes that one worker holds.
+
+    The walk-ins a claim route sends on: one item per worker instead of one per route
+    (``flow.Cluster``).
+    """
 
     __slots__ = ()
 
@@ -92,11 +104,9 @@ class Documents(Parcel):
         return _rebuild_documents, ([tuple(w) for w in self],)
 
 
-def _rebuild_events(
-    cls: type[Events], rows: list[tuple[int, tuple[Any, ...], tuple[Any, ...]]]
-) -> Events:
+def _rebuild_events(cls: type[Events], rows: list[tuple[Any, ...]]) -> Events:
     new = _NEW_EVENT
-    return cls([(new[code](event), new_origin(origin)) for code, event, origin in rows])
+    return cls([(new[row[0]](row[_EVENT_AT:]), new_origin(row[1:_EVENT_AT])) for row in rows])
 
 
 def _rebuild_documents(rows: list[tuple[Any, ...]]) -> Documents:

@@ -157,6 +157,19 @@ def choose_names(routes: int = ROUTES, largest: int = 24, tries: int = 20_000) -
     return tuple(names)
 
 
+def carriers(workers: int) -> tuple[str, ...]:
+    """One key per worker: ``carriers(W)[w]`` lands on worker ``w`` of ``W``.
+
+    What a step keys a bundle by to send it to the worker that holds some routes
+    (``flow.Cluster``).
+    """
+    names = []
+    for w in range(workers):
+        n = next(n for n in itertools.count() if worker_of(f"to-{w}-{n}", workers) == w)
+        names.append(f"to-{w}-{n}")
+    return tuple(names)
+
+
 if __name__ == "__main__":
     chosen = choose_names()
     print(chosen)

@@ -13,8 +13,9 @@ from prometheus_client import REGISTRY
 from walkthroughs.attribution import Event, Rules, Shard, customer_key, shard_of
 from walkthroughs.claims import Claims
 from walkthroughs.clock import FakeClock
-from walkthroughs.flow import AttributeLogic, ClaimLogic
+from walkthroughs.flow import AttributeLogic, ClaimLogic, Cluster
 from walkthroughs.parcels import Decisions, Events, Parcel, Walkins
+from walkthroughs.routes import carriers, worker_of
 from walkthroughs.schema import Attributed, MessageEvent, Origin, ReusedWalkIn, WalkInEvent
 
 S = 1_000_000_000
@@ -112,12 +113,19 @@ def test_emitted_counters_tell_first_walkthroughs_from_revisions() -> None:
 
 def test_claim_logic_passes_the_owner_marks_the_reuse_and_forgets_in_time() -> None:
     clock = FakeClock(T0)
-    claims = ClaimLogic(Claims(), RULES.lateness_ns, clock)
+    cluster = Cluster()
+    cluster.learn(3)
+    claims = ClaimLogic(Claims(), RULES.lateness_ns, clock, cluster)
     owner = (WalkInEvent("w", "b1", "c", "", T0, "2030-03-17"), ORIGIN)
     other = (WalkInEvent("w", "b2", "c", "", T0, "2030-03-17"), ORIGIN)
     out, discard = claims.on_batch([Walkins([owner, other]), Walkins([owner])])
-    routed = {route: list(parcel) for route, parcel in out}  # a parcel per customer route
-    assert all(parcel.__class__ is Events for _, parcel in out)
+    # One bundle per worker, keyed so that it reaches the worker that holds its routes.
+    for carrier, bundle in out:
+        assert {worker_of(route, 3) for route, _ in bundle} == {carriers(3).index(carrier)}
+    parcels = [parcel for _, bundle in out for parcel in bundle]
+    routed = {route: list(parcel) for route, parcel in parcels}  # a parcel per customer route
+    assert len(routed) == len(parcels)
+    assert all(parcel.__class__ is Events for _, parcel in parcels)
     passed = [item for route, items in routed.items() for item in items]
     # The owner passes (its duplicate too: its customer drops it); the reuse is marked, for its
     # customer's shard to dead-letter.

@@ -7,7 +7,7 @@ import math
 import subprocess
 import sys
 
-from walkthroughs.routes import NAMES, ROUTES, shares, siphash13
+from walkthroughs.routes import NAMES, ROUTES, carriers, shares, siphash13, worker_of
 
 SAMPLES = [b"a", b"abcdefgh", b"r00-48\xff", bytes(range(15)), "caf\u00e9 \u2603".encode() * 9]
 
@@ -37,3 +37,9 @@ def test_every_worker_count_up_to_24_gets_at_most_one_route_over_its_even_share(
         held = shares(NAMES, workers)
         assert max(held) <= math.ceil(ROUTES / workers) + 1, (workers, held)
         assert min(held) >= 1
+
+
+def test_each_carrier_reaches_its_worker() -> None:
+    for workers in range(1, 25):
+        keys = carriers(workers)
+        assert [worker_of(key, workers) for key in keys] == list(range(workers))
