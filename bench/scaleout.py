@@ -9,7 +9,9 @@ on the core count.
 Every run is the bounded dataflow, Kafka -> Kafka (MongoDB off), over the same pre-produced
 topics (``bench.e2e.prepare``: ~8% duplicates, ~2% bad), each process with 1 worker in the
 cluster form the StatefulSet runs (``-i N -a host:port;...``), without and with recovery
-(``-s 5``, a fresh store each run). Beside it, the minimal flow of ``bench.floor_flow`` with
+(``-s 5``, a fresh store each run). A run over a few thousand records gives what starting and
+stopping the processes costs (~0.5 s of CPU each): the ``net`` figure is the rest, what a
+long-running deployment pays per event. Beside it, the minimal flow of ``bench.floor_flow`` with
 one item per event and with lists of ~60: what Bytewax itself costs. Medians of ``--runs``.
 
 Usage: python -m bench.scaleout [--events N] [--runs N] [--processes 1,2,4] [--no-recovery]
@@ -74,17 +76,32 @@ def run_cluster(target: str, processes: int, environ: Mapping[str, str], *extra:
     return Run(wall_s, children_cpu_s() - cpu_before)
 
 
-def measure(label: str, events: int, runs: int, once: Callable[[], Run]) -> None:
-    """Run ``once`` ``runs`` times; report the medians per event."""
+def measure(
+    label: str, events: int, runs: int, once: Callable[[], Run], start_up: Run | None = None
+) -> None:
+    """Run ``once`` ``runs`` times; report the medians per event.
+
+    ``start_up`` is a run of the same cluster over a few records: what starting and stopping
+    the processes costs, which a long-running deployment pays once. The ``net`` figure takes
+    it out.
+    """
     results: list[Run] = [once() for _ in range(runs)]
     cpu_us = [r.cpu_s / events * 1e6 for r in results]
     rates = [events / r.wall_s for r in results]
+    figures: dict[str, object] = {}
+    if start_up is not None:
+        net = [(r.cpu_s - start_up.cpu_s) / events * 1e6 for r in results]
+        figures = {
+            "cpu_us_per_event_net": round(statistics.median(net), 2),
+            "start_up_cpu_s": round(start_up.cpu_s, 2),
+        }
     report(
         "scaleout",
         flow=label,
         events=events,
         cpu_us_per_event=round(statistics.median(cpu_us), 2),
         events_per_s=round(statistics.median(rates)),
+        **figures,
         runs_cpu_us=[round(c, 2) for c in cpu_us],
         runs_events_per_s=[round(r) for r in rates],
     )
@@ -115,13 +132,16 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     name = f"scaleout-{int(time.time())}"
+    few = f"{name}-few"
     try:
         records = prepare(name, args.events)
+        prepare(few, 0)  # the generator's least: a few thousand records
         for processes in counts:
             for recovery in (False,) if args.no_recovery else (False, True):
                 label = f"dataflow {processes}p" + (" -s 5" if recovery else "")
                 once = partial(dataflow_once, name, processes, recovery)
-                measure(label, records, args.runs, once)
+                start_up = dataflow_once(few, processes, recovery)
+                measure(label, records, args.runs, once, start_up)
             if not args.no_floor:
                 for mode in ("items", "lists"):
                     measure(
@@ -132,7 +152,7 @@ def main() -> None:
                     )
     finally:
         AdminClient({"bootstrap.servers": BOOTSTRAP}).delete_topics(
-            [f"{name}-{s}" for s in PARTITIONS]
+            [f"{n}-{s}" for n in (name, few) for s in PARTITIONS]
         )
 
 

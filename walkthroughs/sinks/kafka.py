@@ -248,6 +248,9 @@ class KafkaOutput(DynamicSink[tuple[str, list[X]]], Generic[X]):
         cut_to_fit: bool = False,
     ) -> None:
         self._config = producer_config(kafka_config, delivery_timeout_s, max_record_bytes)
+        # Reports of failures only: ``confirm`` waits with ``flush`` and only failures need a
+        # look, so a delivered record costs no Python callback.
+        self._config.setdefault("delivery.report.only.error", True)
         self._topic = topic
         self._serialize = serialize
         self._cut_to_fit = cut_to_fit

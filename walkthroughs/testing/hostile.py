@@ -46,12 +46,18 @@ def timestamp(seconds: int, nanos: int = 0) -> bytes:
     return field(1, 0, seconds) + field(2, 0, nanos)
 
 
-def hostile_record(rng: random.Random, walkin: bool) -> bytes | None:  # noqa: PLR0911 (one per kind)
-    """One record of a randomly chosen hostile kind (some turn out valid: the test decides)."""
+def hostile_record(  # noqa: PLR0911 (one return per kind)
+    rng: random.Random, walkin: bool, *, nul_ids: bool = True
+) -> bytes | None:
+    """One record of a randomly chosen hostile kind (some turn out valid: the test decides).
+
+    ``nul_ids=False`` leaves out ids holding U+0000: valid, and MongoDB stores them, but the
+    local stand-in on PostgreSQL cannot (docs/local-stack.md), which would stop a run there.
+    """
     ids = [
         f"id-{rng.randrange(10**6)}",
         "",
-        "\x00\x01\x7f",
+        "\x00\x01\x7f" if nul_ids else "\x01\x7f",
         "x" * rng.choice([1, 5000, 200_000]),
         "é😀:\n\t",
         "\u202e" * 3,
