@@ -300,7 +300,11 @@ class Cluster:
 
     def carrier_of(self, route: str) -> str:
         """The key that takes a bundle to the worker holding ``route``."""
-        return self._carrier_of[route]
+        try:
+            return self._carrier_of[route]
+        except KeyError:
+            msg = f"no worker known for route {route!r}: count_workers was never built"
+            raise RuntimeError(msg) from None
 
 
 class WorkerCount(DynamicSource[None]):

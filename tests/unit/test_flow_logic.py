@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import REGISTRY
 
 from walkthroughs.attribution import Event, Rules, Shard, customer_key, shard_of
@@ -144,3 +145,10 @@ def test_claim_logic_passes_the_owner_marks_the_reuse_and_forgets_in_time() -> N
     assert notify is not None
     assert notify <= datetime.fromtimestamp(clock.now_ns / S, UTC)
     assert claims.on_notify() == ([], True)  # the claim expired: the shard is discarded
+
+
+def test_claims_before_the_worker_count_is_known_fail_with_a_message() -> None:
+    claims = ClaimLogic(Claims(), RULES.lateness_ns, FakeClock(T0), Cluster())
+    walkin = (WalkInEvent("w", "b", "c", "", T0, "2030-03-17"), ORIGIN)
+    with pytest.raises(RuntimeError, match="count_workers was never built"):
+        claims.on_batch([Walkins([walkin])])
