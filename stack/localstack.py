@@ -10,9 +10,9 @@ There is no Docker on the development and CI machines, so the project brings its
 * PostgreSQL (Debian's, 15 here), FerretDB's backend: a throwaway cluster of our own under
   ``.stack/postgres`` on a port of its own, never a server the user runs. It runs with
   ``fsync=off``: a crash of the machine may lose or corrupt its data, which is fine for a test
-  server and four times faster (bench/README.md). PostgreSQL refuses to run as root, so when the
-  stack runs as root (CI does) it runs as the ``postgres`` user. ``STACK_MONGO_BACKEND=sqlite``
-  runs FerretDB on SQLite instead (no PostgreSQL needed; a few hundred documents a second).
+  server (docs/local-stack.md). PostgreSQL refuses to run as root, so when the stack runs as
+  root (CI does) it runs as the ``postgres`` user. ``STACK_MONGO_BACKEND=sqlite`` runs FerretDB
+  on SQLite instead (no PostgreSQL needed; a few hundred documents a second at best).
 
 Built artefacts (the Kafka classpath, the FerretDB binary) are cached per version under
 ``$XDG_CACHE_HOME/walkthroughs-stack`` so that a fresh clone starts in seconds once the machine has
@@ -389,8 +389,9 @@ def pg_data_dir(user: RunAs | None) -> Path:
 
     It is ``.stack/postgres/data``. When the ``postgres`` user cannot reach it (a clone under
     a private home folder), the data lives in a folder of the system's temporary folder named
-    after the stack, and ``.stack/postgres/data`` is a link to it, so that deleting ``.stack``
-    (``make clean-stack``) still deletes the cluster: a folder left without its link is stale.
+    after the stack, and ``.stack/postgres/data`` is a link to it. Deleting ``.stack`` (``make
+    clean-stack``) deletes the link; the next ``up`` finds the folder without it, deletes it as
+    stale and starts a fresh cluster.
     """
     home = STACK_DIR / "postgres"
     home.mkdir(parents=True, exist_ok=True)
