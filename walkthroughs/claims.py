@@ -98,7 +98,11 @@ class Claims:
     def resumed(cls, state: Any) -> Claims:
         """The route a snapshot (``snapshot``'s tuple) was taken of; another format is refused."""
         if not (isinstance(state, tuple) and len(state) == 2 and state[0] == CLAIMS_FORMAT):
-            found = 1 if isinstance(state, dict) else state[0] if isinstance(state, tuple) else "?"
+            found: object = "?"
+            if isinstance(state, dict):
+                found = 1  # format 1 was the bare dict
+            elif isinstance(state, tuple) and state:
+                found = state[0]
             msg = (
                 f"recovery snapshot of walk-in id claims has format {found}, this version reads "
                 f"{CLAIMS_FORMAT}: start from a fresh recovery store or run the matching version"

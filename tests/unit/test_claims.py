@@ -61,3 +61,5 @@ def test_a_snapshot_of_another_format_is_refused_naming_both() -> None:
         Claims.resumed({"w": 1})
     with pytest.raises(ValueError, match=r"claims has format 3, this version reads 2"):
         Claims.resumed((3, {}))
+    with pytest.raises(ValueError, match=r"claims has format \?, this version reads 2"):
+        Claims.resumed(())  # not an IndexError
