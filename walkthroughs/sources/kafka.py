@@ -7,7 +7,8 @@ broker it blocks forever listing partitions. This source:
 * lists partitions with a timeout and fails at start-up with a message naming the topic or the
   unreachable bootstrap servers;
 * in bounded mode, reads each partition up to the end offset (high watermark) it had when the
-  partition was built, then ends; with recovery, a later run resumes after the last offset read;
+  worker listed the partitions at start-up, then ends; with recovery, a later run resumes after
+  the last offset read;
 * emits ``Origin`` records (topic, partition, offset, key, value): decoding is the next step's job;
 * never blocks the worker: it polls librdkafka's prefetch queue without waiting and asks Bytewax
   to come back a little later when the queue is empty.
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import TopicMetadata
 
 from walkthroughs import health, metrics
 from walkthroughs.errors import WalkthroughsError
@@ -58,21 +60,31 @@ def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
     }
 
 
+Watermarks = dict[str, tuple[int, int]]  # "<topic>#<partition>" -> (low, high) offsets
+
+
 def list_partitions(
     kafka_config: Mapping[str, str],
     topics: Sequence[str],
     timeout_s: float,
     *,
     roles: Mapping[str, str] | None = None,
+    watermarks: Watermarks | None = None,
 ) -> dict[str, int]:
     """Return the partition count of each topic, or raise ``SourceError`` saying what is wrong.
 
     ``roles`` names each topic in the error ("output topic (WALKTHROUGHS_OUTPUT_TOPIC)");
-    topics without one are input topics.
+    topics without one are input topics. Given a ``watermarks`` dict, it is filled with every
+    partition's low and high offsets, read with the same client.
     """
     consumer = Consumer(consumer_config(kafka_config))
     try:
         meta = consumer.list_topics(timeout=timeout_s)
+        counts = _counts(meta.topics, topics, roles or {})
+        if watermarks is not None:
+            for topic, n in counts.items():
+                for p in range(n):
+                    watermarks[f"{topic}#{p}"] = _watermarks(consumer, topic, p, timeout_s)
     except KafkaException as exc:
         bootstrap = kafka_config.get("bootstrap.servers")
         msg = (
@@ -82,16 +94,37 @@ def list_partitions(
         raise SourceError(msg) from exc
     finally:
         consumer.close()
+    return counts
+
+
+def _counts(
+    found_topics: Mapping[str, TopicMetadata], topics: Sequence[str], roles: Mapping[str, str]
+) -> dict[str, int]:
+    """The partition count of each topic in the cluster's metadata; a missing one is an error."""
     counts: dict[str, int] = {}
     for topic in topics:
-        found = meta.topics.get(topic)
+        found = found_topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             why = found.error if found is not None and found.error else "it does not exist"
-            role = (roles or {}).get(topic, "input topic")
+            role = roles.get(topic, "input topic")
             msg = f"{role} {topic!r} cannot be used: {why} (create it, or fix the setting)"
             raise SourceError(msg)
         counts[topic] = len(found.partitions)
     return counts
+
+
+def _watermarks(
+    consumer: Consumer, topic: str, partition: int, timeout_s: float
+) -> tuple[int, int]:
+    """A partition's (low, high) offsets, asked of the broker; an error names the partition."""
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout_s
+        )
+    except KafkaException as exc:
+        msg = f"cannot read the end offset of {topic}#{partition}: {exc.args[0]}"
+        raise SourceError(msg) from exc
+    return low, high
 
 
 class KafkaInput(FixedPartitionedSource[Origin, int]):
@@ -111,10 +144,21 @@ class KafkaInput(FixedPartitionedSource[Origin, int]):
         self._stop_at_end = stop_at_end
         self._timeout_s = startup_timeout_s
         self._batch_size = batch_size
+        self._watermarks: Watermarks = {}
 
     def list_parts(self) -> list[str]:
-        """List every partition of every topic (each worker can read all of them)."""
-        counts = list_partitions(self._config, self._topics, self._timeout_s)
+        """List every partition of every topic (each worker can read all of them).
+
+        In bounded mode, also read where each partition ends now. Here, not in ``build_part``:
+        Bytewax builds partitions once the whole cluster is running, and while one worker
+        waits on the broker there, every other worker's input spins at full CPU (Bytewax
+        0.21 re-activates a partitioned input at once while the cluster's progress lags);
+        listing happens before that, while workers sleep.
+        """
+        watermarks: Watermarks | None = {} if self._stop_at_end else None
+        counts = list_partitions(self._config, self._topics, self._timeout_s, watermarks=watermarks)
+        if watermarks:
+            self._watermarks.update(watermarks)
         return [f"{topic}#{p}" for topic, n in counts.items() for p in range(n)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
@@ -128,6 +172,7 @@ class KafkaInput(FixedPartitionedSource[Origin, int]):
             stop_at_end=self._stop_at_end,
             timeout_s=self._timeout_s,
             batch_size=self._batch_size,
+            watermarks=self._watermarks.get(for_part),
         )
 
 
@@ -142,6 +187,7 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         stop_at_end: bool,
         timeout_s: float,
         batch_size: int,
+        watermarks: tuple[int, int] | None = None,
     ) -> None:
         self._topic = topic
         self._partition = partition
@@ -150,11 +196,9 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         self._tp = TopicPartition(topic, partition)
         self._end: int | None = None
         if stop_at_end:
-            try:
-                low, high = self._consumer.get_watermark_offsets(self._tp, timeout=timeout_s)
-            except KafkaException as exc:
-                msg = f"cannot read the end offset of {topic}#{partition}: {exc.args[0]}"
-                raise SourceError(msg) from exc
+            if watermarks is None:  # not listed by this process: ask now
+                watermarks = _watermarks(self._consumer, topic, partition, timeout_s)
+            low, high = watermarks
             self._end = high
             start = max(low, resume_offset or 0)
         else:
