@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import platform
@@ -15,6 +16,19 @@ from walkthroughs.attribution import Engine
 from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
 
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def precompile() -> None:
+    """Write the bytecode of the project's modules, as the image's ``pip install`` does.
+
+    The checkout is installed in editable mode, and with ``PYTHONDONTWRITEBYTECODE`` set (as on
+    CI machines and in the image) every process would compile the package from source again,
+    ~45 ms of CPU a process that no deployment pays.
+    """
+    for folder in ("walkthroughs", "bench"):
+        compileall.compile_dir(REPO / folder, quiet=1)
+    compileall.compile_file(REPO / "dataflow.py", quiet=1)
 
 
 def machine() -> dict[str, Any]:

@@ -15,11 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench.common import report
+from bench.common import REPO, report
 from bench.e2e import BOOTSTRAP, PARTITIONS, env
 from walkthroughs import traffic
 from walkthroughs.codec import encode_message, encode_walkin
@@ -28,7 +27,6 @@ from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.testing.ports import free_ports
 from walkthroughs.topics import ensure_topics, produce
 
-REPO = Path(__file__).resolve().parent.parent
 METRIC = "walkthroughs_decision_latency_seconds"
 
 

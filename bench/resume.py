@@ -28,8 +28,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.common import report
-from bench.e2e import BOOTSTRAP, PARTITIONS, REPO, env
+from bench.common import REPO, report
+from bench.e2e import BOOTSTRAP, PARTITIONS, env
 from walkthroughs import traffic
 from walkthroughs.testing.recovery import init_recovery, latest_shard_snapshots
 from walkthroughs.topics import ensure_topics, produce

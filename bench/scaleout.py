@@ -35,8 +35,8 @@ from typing import NamedTuple
 
 from confluent_kafka.admin import AdminClient
 
-from bench.common import report
-from bench.e2e import BOOTSTRAP, PARTITIONS, REPO, env, prepare
+from bench.common import REPO, precompile, report
+from bench.e2e import BOOTSTRAP, PARTITIONS, env, prepare
 from walkthroughs.testing.ports import free_ports
 from walkthroughs.testing.recovery import init_recovery
 
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--no-floor", action="store_true")
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
+    precompile()
     name = f"scaleout-{int(time.time())}"
     few = f"{name}-few"
     try:
