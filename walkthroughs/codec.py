@@ -38,7 +38,7 @@ from walkthroughs.schema import (
     new_message,
     new_walkin,
 )
-from walkthroughs.sharing import shared
+from walkthroughs.sharing import shared, shared_get
 
 NS_PER_S = 1_000_000_000
 # Valid timestamps lie in years 2000 through 2100, UTC: [2000-01-01T00:00Z, 2101-01-01T00:00Z).
@@ -53,6 +53,7 @@ document) and into dead-letter headers, and a record of a few such ids must stay
 Kafka's 1 MB record limit, or one producer's bug would make outputs the service cannot write."""
 
 _M = TypeVar("_M", pb.ZenreachMessage, pb.WalkIn, pb.Walkthrough)
+_shared_get = shared_get  # bound once: ``_shared_get(s) or shared(s)`` is a C call on a hit
 NO_ALIASES: Mapping[str, str] = MappingProxyType({})
 
 
@@ -76,18 +77,18 @@ def decode_message(value: bytes | None) -> MessageEvent:
     campaign_id = msg.campaign_id
     if max(len(message_id), len(business_id), len(customer_id), len(campaign_id)) > _SAFE_CHARS:
         _check_id_sizes(_MESSAGE_ID_FIELDS, (message_id, business_id, customer_id, campaign_id))
-    sent_at_ns = _required_timestamp_ns(msg, "sent_at")
+    sent_at_ns = _required_timestamp_ns(msg, msg.sent_at, "sent_at")
     channel = msg.channel
     if channel not in CHANNEL_NUMBERS:
         raise DecodeError(Reason.INVALID_CHANNEL, str(channel))
     return new_message(
         (
             message_id,
-            shared(business_id),
+            _shared_get(business_id) or shared(business_id),
             customer_id,
             sent_at_ns,
             channel,
-            shared(campaign_id),
+            _shared_get(campaign_id) or shared(campaign_id),
         )
     )
 
@@ -112,19 +113,24 @@ def decode_walkin(value: bytes | None, aliases: Mapping[str, str] = NO_ALIASES) 
     location_id = msg.location_id
     if max(len(walkin_id), len(business_id), len(customer_id), len(location_id)) > _SAFE_CHARS:
         _check_id_sizes(_WALKIN_ID_FIELDS, (walkin_id, business_id, customer_id, location_id))
-    started_at_ns = _required_timestamp_ns(msg, "started_at")
+    started_at_ns = _required_timestamp_ns(msg, msg.started_at, "started_at")
     if msg.HasField("ended_at"):
         _timestamp_ns(msg.ended_at, "ended_at")
     timezone = msg.timezone
-    date = local_date(started_at_ns, aliases.get(timezone, timezone) if aliases else timezone)
+    if aliases:
+        timezone = aliases.get(timezone, timezone)
+    # local_date's cache looked up here first: a hit is most walk-ins, and a call costs more.
+    date = _local_dates_get((started_at_ns // NS_PER_MINUTE, timezone)) or local_date(
+        started_at_ns, timezone
+    )
     return new_walkin(
         (
             walkin_id,
-            shared(business_id),
+            _shared_get(business_id) or shared(business_id),
             customer_id,
-            shared(location_id),
+            _shared_get(location_id) or shared(location_id),
             started_at_ns,
-            shared(date),
+            date,  # shared: the cache holds one copy of each
         )
     )
 
@@ -206,15 +212,17 @@ def local_date(at_ns: int, timezone: str) -> str:
     Raises:
         DecodeError: the zone is unknown.
     """
-    key = (at_ns // (60 * NS_PER_S), timezone)
+    key = (at_ns // NS_PER_MINUTE, timezone)
     found = _LOCAL_DATES.get(key)
     if found is None:
         day = datetime.fromtimestamp(key[0] * 60, zone(timezone)).date().isoformat()
-        found = _LOCAL_DATES.put(key, day)
+        found = _LOCAL_DATES.put(key, shared(day))
     return found
 
 
+NS_PER_MINUTE = 60 * NS_PER_S
 _LOCAL_DATES: BoundedCache[tuple[int, str], str] = BoundedCache("local_dates", 65_536)
+_local_dates_get = _LOCAL_DATES.get
 
 
 TZDATA_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
@@ -274,10 +282,18 @@ def _missing_field(msg: pb.ZenreachMessage | pb.WalkIn, fields: tuple[str, ...])
     return DecodeError(Reason.MISSING_FIELD, missing)
 
 
-def _required_timestamp_ns(msg: pb.ZenreachMessage | pb.WalkIn, field: str) -> int:
+def _required_timestamp_ns(msg: pb.ZenreachMessage | pb.WalkIn, ts: Timestamp, field: str) -> int:
+    """A required timestamp's nanoseconds; whether it is set is asked only if it is invalid.
+
+    An unset timestamp reads as 0 s, 0 ns: 1970, outside the valid years, so a valid value is
+    always a set one (and ``HasField``, a C call per record, is needed only to name the fault).
+    """
+    seconds, nanos = ts.seconds, ts.nanos
+    at_ns = seconds * NS_PER_S + nanos
+    if 0 <= nanos < NS_PER_S and MIN_TIMESTAMP_NS <= at_ns < END_TIMESTAMP_NS:
+        return at_ns
     if not msg.HasField(field):
         raise DecodeError(Reason.MISSING_FIELD, field)
-    ts: Timestamp = getattr(msg, field)
     return _timestamp_ns(ts, field)
 
 

@@ -45,6 +45,7 @@ from walkthroughs.attribution import (
     finish,
     process_batch,
     shard_of,
+    shard_of_hash,
 )
 from walkthroughs.claims import Claims, ClaimsSnapshot, id_shard
 from walkthroughs.clock import NowGetter
@@ -352,7 +353,7 @@ class ClaimLogic(StatefulBatchLogic[Walkins, tuple[str, Bundle], ClaimsSnapshot]
                 if claim(walkin.walkin_id, owner, now, keep_ns)
                 else (ReusedWalkIn(*walkin), read[1])
             )
-            route = shard_of(business_id, customer_id)
+            route = shard_of_hash(owner)  # the same hash places the customer's state
             parcel = routed.get(route)
             if parcel is None:
                 routed[route] = Events((item,))

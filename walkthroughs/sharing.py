@@ -9,6 +9,9 @@ from __future__ import annotations
 from walkthroughs.caches import BoundedCache
 
 _SHARED: BoundedCache[str, str] = BoundedCache("shared_strings", 200_000)
+shared_get = _SHARED.get
+"""The shared copy of a string if there is one, else None: ``shared_get(s) or shared(s)`` is
+``shared(s)`` with a C call instead of a Python one on a hit (the decoder's hot path)."""
 
 
 def shared(value: str) -> str:

@@ -13,10 +13,12 @@ from walkthroughs.attribution import (
     Output,
     Rules,
     Shard,
+    customer_hash,
     customer_key,
     finish,
     process_batch,
     shard_of,
+    shard_of_hash,
     split_customer_key,
 )
 from walkthroughs.attribution.crowded import CrowdedCustomer
@@ -324,6 +326,12 @@ def test_shard_keys_are_bounded_and_stable() -> None:
     keys = {shard_of(f"b{i}", f"c{i}") for i in range(20_000)}
     assert len(keys) == STATE_SHARDS
     assert shard_of("business", "customer") == "r43-1678"  # pinned: part of the recovery format
+
+
+def test_the_claim_step_places_a_customer_by_its_owner_hash_as_shard_of_does() -> None:
+    pairs = [(f"b{i % 37}", f"c{i}") for i in range(5_000)] + [("", "\x00"), ("é", "ü" * 300)]
+    for business, customer in pairs:
+        assert shard_of_hash(customer_hash(business, customer)) == shard_of(business, customer)
 
 
 @pytest.mark.parametrize(

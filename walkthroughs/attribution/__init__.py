@@ -24,6 +24,7 @@ from walkthroughs.attribution.keys import (
     customer_key,
     erasure_reference,
     shard_of,
+    shard_of_hash,
     split_customer_key,
 )
 from walkthroughs.attribution.rules import Rules
@@ -45,5 +46,6 @@ __all__ = [
     "finish",
     "process_batch",
     "shard_of",
+    "shard_of_hash",
     "split_customer_key",
 ]

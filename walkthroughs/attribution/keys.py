@@ -70,7 +70,12 @@ def erasure_reference(business_id: str, customer_id: str) -> str:
 
 def shard_of(business_id: str, customer_id: str) -> str:
     """Return the state key of a customer (``customer_hash`` over the shards, names made once)."""
-    return ROUTE_NAMES[customer_hash(business_id, customer_id) % STATE_SHARDS]
+    return shard_of_hash(customer_hash(business_id, customer_id))
+
+
+def shard_of_hash(hashed: int) -> str:
+    """Return the state key of the customer whose ``customer_hash`` is ``hashed``."""
+    return ROUTE_NAMES[hashed % STATE_SHARDS]
 
 
 _BUSINESS_CRC: BoundedCache[str, int] = BoundedCache("business_crc", 100_000)
