@@ -55,6 +55,7 @@ run: venv up
 ## bench: every benchmark (not part of `make test`); each prints JSON lines, see bench/README.md
 bench: venv up
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.framing
 	$(BIN)/python -m bench.hotkey
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.e2e --events $(or $(BENCH_EVENTS),1000000)

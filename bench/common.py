@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from walkthroughs import traffic
 from walkthroughs.attribution import Engine
 from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
 
@@ -80,3 +81,14 @@ def run_engine(
     size = batch or max(1, len(events))
     for first in range(0, len(events), size):
         engine.process([(e, origin) for e in events[first : first + size]], now_ns)
+
+
+def good_traffic(customers: int, seed: int) -> traffic.Traffic:
+    """Sample traffic of 500 businesses over the last three days, every record valid."""
+    return traffic.generate(
+        seed=seed,
+        businesses=500,
+        customers=customers,
+        start_ns=time.time_ns() - 3 * traffic.DAY,
+        bad_records=False,
+    )

@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import median_of, report, run_engine
-from walkthroughs import traffic
+from bench.common import good_traffic, median_of, report, run_engine
 from walkthroughs.attribution import Engine
 from walkthroughs.config import DEFAULT_RULES
 
@@ -20,13 +19,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=None, help="events per batch (all: one)")
     args = parser.parse_args()
-    sample = traffic.generate(
-        seed=1,
-        businesses=500,
-        customers=args.customers,
-        start_ns=time.time_ns() - 3 * traffic.DAY,
-        bad_records=False,
-    )
+    sample = good_traffic(args.customers, seed=1)
     events = sample.events + sample.events[: len(sample.events) // 10]  # ~10% duplicates
 
     def once() -> float:

@@ -3,6 +3,7 @@
 The package reads like the data path:
 
 * ``schema``  - domain records (compact named tuples) and the closed sets (channels, reasons).
+* ``framing`` - Confluent Schema Registry frames around protobuf records: read, write.
 * ``codec``   - bytes <-> records: decode + validate the wire schema, encode walkthroughs.
 * ``config``  - ``Settings`` from the ``WALKTHROUGHS_*`` environment, validated at start-up.
 * ``errors``  - the exception tree.

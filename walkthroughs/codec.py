@@ -8,7 +8,8 @@ Validity (the contract): a message needs ``message_id``, ``business_id``, ``cust
 ``sent_at``; a walk-in needs ``walkin_id``, ``business_id``, ``customer_id`` and ``started_at``.
 Every timestamp present, required or optional, must lie in years 2000-2100 (UTC) with nanos in
 ``[0, 1e9)``; a channel must be a number of the enum; a timezone must be a known IANA name or
-empty (UTC). Unknown fields are ignored (forward compatibility with newer producers).
+empty (UTC). Unknown fields are ignored (forward compatibility with newer producers). A record
+framed by a Schema Registry serializer is unframed first (``framing``), whatever its topic.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.caches import BoundedCache, memoize
 from walkthroughs.errors import DecodeError
+from walkthroughs.framing import unframe
 from walkthroughs.schema import (
     CHANNEL_NUMBERS,
     Channel,
@@ -252,6 +254,19 @@ def zone(name: str) -> tzinfo:
 def _parse(cls: type[_M], value: bytes | None) -> _M:
     if value is None:
         raise DecodeError(Reason.UNDECODABLE, "record has no value (tombstone)")
+    if value and not value[0]:  # a Schema Registry frame (``framing``): bare never starts so
+        # Inline, the frames of nearly every record: after the magic byte and the schema id,
+        # [0] as one 0 byte, or [k] (k < 64) as a count of 1 (2, zigzag) and one byte.
+        try:
+            indexes = value[5]
+            if not indexes:
+                value = value[6:]
+            elif indexes == 2 and value[6] < 0x80:
+                value = value[7:]
+            else:
+                value = unframe(value)
+        except IndexError:  # cut short: ``unframe`` says where
+            value = unframe(value)
     try:
         return cls.FromString(value)
     except ProtobufDecodeError as exc:

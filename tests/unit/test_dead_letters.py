@@ -20,6 +20,7 @@ from walkthroughs.dead_letters import (
     sample,
     shown,
 )
+from walkthroughs.framing import frame
 from walkthroughs.schema import Reason, WalkInEvent
 
 SEND, STOPPED, TRUNCATED, STRAY = Verdict.SEND, Verdict.STOPPED, Verdict.TRUNCATED, Verdict.STRAY
@@ -237,3 +238,17 @@ def test_sample_shows_what_a_bad_record_holds_without_validating_it() -> None:
     assert "does not read" in sample(letter(5, source=("elsewhere", 0, 1), value=b"x"), KINDS)
     cut = letter(6, value=encode_walkin(walkin), extra={"value_truncated": b"1"})
     assert sample(cut, KINDS).startswith("(a prefix) ")
+
+
+def test_sample_shows_a_framed_record_unframed_and_a_broken_frame_by_its_fault() -> None:
+    walkin = WalkInEvent("w1", "b", "c", "", 1_700_000_000_000_000_000, "")
+    framed = frame(encode_walkin(walkin, timezone="PST"), 1234, (1,))
+    shown = sample(letter(1, value=framed), KINDS)
+    assert shown.startswith("(framed, schema id 1234) ")
+    assert 'walkin_id: "w1"' in shown
+    assert sample(letter(2, value=b"\x00\x00\x01"), KINDS) == (
+        "3 bytes, schema registry frame: schema id cut short (2 of 4 bytes)"
+    )
+    assert "(framed, schema id 7) 3 bytes that do not parse as WalkIn" in sample(
+        letter(3, value=frame(b"\xff\xff\xff", 7)), KINDS
+    )

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "schema.py": IO_AND_ENGINE | {"google", "walkthroughs"},
     "errors.py": IO_AND_ENGINE | {"google"},
     "codec.py": IO_AND_ENGINE | {TEST_SUPPORT},
+    "framing.py": IO_AND_ENGINE | {"google", TEST_SUPPORT, "walkthroughs.codec"},
     "claims.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "redaction.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "caches.py": IO_AND_ENGINE | {TEST_SUPPORT},
