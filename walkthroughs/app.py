@@ -15,13 +15,15 @@ from bytewax.dataflow import Dataflow
 
 from walkthroughs import health, logs, redaction
 from walkthroughs.clock import system_now_ns
-from walkthroughs.config import KAFKA_PREFIX, Settings
+from walkthroughs.config import Settings, environment_secrets_of
 from walkthroughs.flow import Sinks, build_flow
-from walkthroughs.redaction import Redactor, environment_secrets
+from walkthroughs.output_schema import output_schema_id
+from walkthroughs.redaction import Redactor
 from walkthroughs.sinks.kafka import (
     KafkaOutput,
     TombstoneWriter,
     dead_letter_record,
+    framed_walkthrough_record,
     walkthrough_record,
 )
 from walkthroughs.sinks.mongo import MongoOutput
@@ -53,9 +55,7 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
 
     Secrets are known to the process's redactor before anything can be logged or raised.
     """
-    redaction.install(
-        Redactor(environment_secrets(environ, "WALKTHROUGHS_MONGO_URI", KAFKA_PREFIX))
-    )
+    redaction.install(Redactor(environment_secrets_of(environ)))
     settings = Settings.from_env(environ)
     logs.configure(settings.log_level)
     tune_gc()
@@ -72,11 +72,12 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
             request_timeout_s=settings.mongo_timeout.total_seconds(),
             erase=Eraser(TombstoneWriter(kafka, settings.output_topic, 30.0), system_now_ns),
         )
+    schema_id = output_schema_id(settings)
     sinks = Sinks(
         walkthroughs=KafkaOutput(
             kafka,
             settings.output_topic,
-            walkthrough_record,
+            framed_walkthrough_record(schema_id) if schema_id else walkthrough_record,
             max_record_bytes=facts.record_limits[settings.output_topic],
         ),
         dead_letters=KafkaOutput(

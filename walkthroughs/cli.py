@@ -23,12 +23,13 @@ from walkthroughs import redaction, traffic
 from walkthroughs.attribution import erasure_reference
 from walkthroughs.cli_dlq import dlq
 from walkthroughs.cli_support import console, instant, reports_errors, settings_from_env
-from walkthroughs.codec import MAX_ID_BYTES
-from walkthroughs.config import KAFKA_PREFIX, Settings, parse_duration
+from walkthroughs.codec import MAX_ID_BYTES, MESSAGE_INDEXES, WALKIN_INDEXES
+from walkthroughs.config import OUTPUT_FORMATS, Settings, environment_secrets_of, parse_duration
 from walkthroughs.dead_letters import reason_of
 from walkthroughs.erasure_requests import encode_request
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.redaction import Redactor, environment_secrets, scrub
+from walkthroughs.output_schema import output_schema_id
+from walkthroughs.redaction import Redactor, redact_uri, scrub
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
 from walkthroughs.startup import check_kafka, check_kafka_clients, check_mongo, topic_roles
 from walkthroughs.topics import (
@@ -56,7 +57,7 @@ DEFAULT_PARTITIONS = {
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Operate the walkthroughs service (settings from the WALKTHROUGHS_* environment)."""
-    secrets = environment_secrets(os.environ, "WALKTHROUGHS_MONGO_URI", KAFKA_PREFIX)
+    secrets = environment_secrets_of(os.environ)
     redaction.install(Redactor(secrets))
 
 
@@ -170,8 +171,31 @@ def topics_verify() -> None:
 @click.option("--days", default=3, show_default=True, help="Days of message history.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same ids).")
 @click.option("--create-topics", is_flag=True, help="Create missing topics first.")
+@click.option(
+    "--format",
+    "wire_format",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="protobuf",
+    show_default=True,
+    help="Bare protobuf, or framed as a Schema Registry serializer frames it.",
+)
+@click.option(
+    "--schema-id",
+    type=click.IntRange(1, 2**31 - 1),
+    default=1,
+    show_default=True,
+    help="The schema id in the frames (--format confluent).",
+)
 @reports_errors
-def generate(customers: int, businesses: int, days: int, seed: int, create_topics: bool) -> None:
+def generate(
+    customers: int,
+    businesses: int,
+    days: int,
+    seed: int,
+    create_topics: bool,
+    wire_format: str,
+    schema_id: int,
+) -> None:
     """Produce realistic sample traffic to the live input topics."""
     settings = settings_from_env()
     kafka = settings.kafka_config()
@@ -184,12 +208,17 @@ def generate(customers: int, businesses: int, days: int, seed: int, create_topic
     sample = traffic.generate(
         seed=seed, businesses=businesses, customers=customers, start_ns=start, days=days
     )
-    produce(kafka, settings.messages_topics[0], sample.messages)
-    produce(kafka, settings.walkins_topics[0], sample.walkins)
+    messages, walkins = sample.messages, sample.walkins
+    if wire_format == "confluent":
+        messages = traffic.framed(messages, schema_id, MESSAGE_INDEXES)
+        walkins = traffic.framed(walkins, schema_id, WALKIN_INDEXES)
+    produce(kafka, settings.messages_topics[0], messages)
+    produce(kafka, settings.walkins_topics[0], walkins)
+    framing = f", framed with schema id {schema_id}" if wire_format == "confluent" else ""
     console.print(
-        f"produced {len(sample.messages)} message records to "
-        f"{settings.messages_topics[0]} and {len(sample.walkins)} walk-in records to "
-        f"{settings.walkins_topics[0]} ({sample.bad} bad, the rest valid or duplicates)"
+        f"produced {len(messages)} message records to "
+        f"{settings.messages_topics[0]} and {len(walkins)} walk-in records to "
+        f"{settings.walkins_topics[0]} ({sample.bad} bad, the rest valid or duplicates{framing})"
     )
 
 
@@ -423,6 +452,7 @@ def doctor(recovery_dir: Path | None) -> None:
         checks.append(_checked("mongodb", lambda: _mongo_check(settings)))
     else:
         checks.append(("mongodb", True, "off (WALKTHROUGHS_MONGO_ENABLED=0)"))
+    checks.append(_schema_check(settings))
     checks.append(_check_recovery(recovery_dir))
     table = Table("check", "result", "detail")
     for name, ok, detail in checks:
@@ -440,6 +470,21 @@ def _checked(name: str, check: Callable[[], str]) -> Check:
         return name, False, str(exc)
     except Exception as exc:  # noqa: BLE001  # doctor reports in words, never a traceback
         return name, False, scrub(f"{type(exc).__name__}: {exc}")
+
+
+def _schema_check(settings: Settings) -> Check:
+    """The output's frame: bare, a given schema id, or the id the registry holds (registered)."""
+    if settings.output_format != "confluent":
+        return "output schema", True, "bare protobuf (WALKTHROUGHS_OUTPUT_FORMAT=protobuf)"
+    if settings.output_schema_id:
+        return "output schema", True, f"framed with schema id {settings.output_schema_id} (given)"
+
+    def registered() -> str:
+        found = output_schema_id(settings)
+        where = redact_uri(settings.schema_registry_url)
+        return f"framed with schema id {found}, registered at {where}"
+
+    return _checked("output schema", registered)
 
 
 def _kafka_checks(settings: Settings) -> list[Check]:

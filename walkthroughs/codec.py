@@ -137,6 +137,16 @@ def decode_walkin(value: bytes | None, aliases: Mapping[str, str] = NO_ALIASES) 
     )
 
 
+def _indexes(name: str) -> tuple[int]:
+    """Where a message sits in ``events.proto``: its records' frame indexes (``framing``)."""
+    return (list(pb.DESCRIPTOR.message_types_by_name).index(name),)
+
+
+MESSAGE_INDEXES = _indexes("ZenreachMessage")
+WALKIN_INDEXES = _indexes("WalkIn")
+WALKTHROUGH_INDEXES = _indexes("Walkthrough")
+
+
 def encode_walkthrough(w: Walkthrough) -> bytes:
     """Serialize a walkthrough to the wire schema (the output topic's value)."""
     msg = pb.Walkthrough(

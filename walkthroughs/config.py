@@ -25,7 +25,7 @@ from typing import Any
 from walkthroughs.attribution import Rules
 from walkthroughs.codec import TZDATA_ZONES
 from walkthroughs.errors import ConfigError
-from walkthroughs.redaction import is_secret_property, redact_uri
+from walkthroughs.redaction import HIDDEN, environment_secrets, is_secret_property, redact_uri
 
 PREFIX = "WALKTHROUGHS_"
 KAFKA_PREFIX = PREFIX + "KAFKA_"
@@ -108,6 +108,10 @@ class Settings:
     log_level: str = "INFO"
     erasure_horizon: timedelta = timedelta(days=30)
     timezone_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    output_format: str = "protobuf"
+    output_schema_id: int = 0  # 0: none given (registered at start-up when the format needs one)
+    schema_registry_url: str = field(default="", repr=False)
+    schema_registry_token: str = field(default="", repr=False)
     kafka_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +161,36 @@ class Settings:
         if self.output_topic == self.dlq_topic:
             msg = "WALKTHROUGHS_OUTPUT_TOPIC and WALKTHROUGHS_DLQ_TOPIC must differ"
             raise ConfigError(msg)
+        self._check_output_format()
+
+    def _check_output_format(self) -> None:
+        """A schema id or a registry only with the framed format, which needs one of them."""
+        if self.output_format == "confluent":
+            if not (self.output_schema_id or self.schema_registry_url):
+                msg = (
+                    "WALKTHROUGHS_OUTPUT_FORMAT=confluent needs WALKTHROUGHS_OUTPUT_SCHEMA_ID or "
+                    "WALKTHROUGHS_SCHEMA_REGISTRY_URL (to register the schema at start-up)"
+                )
+                raise ConfigError(msg)
+        elif self.output_schema_id:
+            msg = (
+                "WALKTHROUGHS_OUTPUT_SCHEMA_ID is set but WALKTHROUGHS_OUTPUT_FORMAT is "
+                f"{self.output_format}: set WALKTHROUGHS_OUTPUT_FORMAT=confluent to frame output"
+            )
+            raise ConfigError(msg)
+        if self.schema_registry_token and not self.schema_registry_url:
+            msg = (
+                "WALKTHROUGHS_SCHEMA_REGISTRY_TOKEN is set without WALKTHROUGHS_SCHEMA_REGISTRY_URL"
+            )
+            raise ConfigError(msg)
+
+    def registry_config(self) -> dict[str, str]:
+        """The settings of confluent-kafka's ``SchemaRegistryClient`` (credentials included)."""
+        config = {"url": self.schema_registry_url}
+        if self.schema_registry_token:
+            config["bearer.auth.credentials.source"] = "STATIC_TOKEN"
+            config["bearer.auth.token"] = self.schema_registry_token
+        return config
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -218,6 +252,10 @@ class Settings:
             "log_level": self.log_level,
             "erasure_horizon": _fmt(self.erasure_horizon),
             "timezone_aliases": dict(sorted(self.timezone_aliases.items())),
+            "output_format": self.output_format,
+            "output_schema_id": self.output_schema_id,
+            "schema_registry_url": redact_uri(self.schema_registry_url),
+            "schema_registry_token": HIDDEN if self.schema_registry_token else "",
             "kafka_extra": {
                 k: ("***" if is_secret_property(k) else v)
                 for k, v in sorted(self.kafka_extra.items())
@@ -327,6 +365,53 @@ def parse_mongo_uri(name: str, raw: str) -> str:
     return uri
 
 
+OUTPUT_FORMATS = ("protobuf", "confluent")
+URI_SETTINGS = ("WALKTHROUGHS_MONGO_URI", "WALKTHROUGHS_SCHEMA_REGISTRY_URL")
+SECRET_SETTINGS = ("WALKTHROUGHS_SCHEMA_REGISTRY_TOKEN",)
+
+
+def environment_secrets_of(environ: Mapping[str, str]) -> list[str]:
+    """Every secret a raw environment holds, for the redactor (before settings are parsed)."""
+    return environment_secrets(environ, URI_SETTINGS, KAFKA_PREFIX, SECRET_SETTINGS)
+
+
+def parse_output_format(name: str, raw: str) -> str:
+    """Accept how walkthroughs are written: bare protobuf, or framed for a Schema Registry."""
+    value = raw.strip().lower()
+    if value not in OUTPUT_FORMATS:
+        msg = f"{name}={raw!r} is not an output format: use {' or '.join(OUTPUT_FORMATS)}"
+        raise ConfigError(msg)
+    return value
+
+
+def parse_schema_id(name: str, raw: str) -> int:
+    """Accept a Schema Registry schema id (a positive 32-bit number)."""
+    _check_int_range(name, raw, 1, 2**31 - 1)
+    return int(raw.strip())
+
+
+def parse_registry_url(name: str, raw: str) -> str:
+    """Accept ``http(s)://[user:password@]host[:port][/path]`` (``mock://`` for tests)."""
+    url = raw.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in {"http", "https", "mock"} or not rest:
+        msg = (
+            f"{name}={redact_uri(raw)!r} is not a Schema Registry URL: use "
+            "http(s)://host:port, with user:password@ before the host for basic auth"
+        )
+        raise ConfigError(msg)
+    return url
+
+
+def parse_token(name: str, raw: str) -> str:
+    """Accept a bearer token (never shown: the redactor hides it)."""
+    token = raw.strip()
+    if not token or any(c.isspace() for c in token):
+        msg = f"{name} must be one token, without spaces"
+        raise ConfigError(msg)
+    return token
+
+
 def parse_mongo_db(name: str, raw: str) -> str:
     """Accept a MongoDB database name: 1-63 characters, no path, dot, space, quote or wildcard."""
     db = raw.strip()
@@ -394,6 +479,10 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WALKTHROUGHS_STALL_LIMIT": ("stall_limit", parse_duration),
     "WALKTHROUGHS_LOG_LEVEL": ("log_level", parse_log_level),
     "WALKTHROUGHS_TIMEZONE_ALIASES": ("timezone_aliases", parse_timezone_aliases),
+    "WALKTHROUGHS_OUTPUT_FORMAT": ("output_format", parse_output_format),
+    "WALKTHROUGHS_OUTPUT_SCHEMA_ID": ("output_schema_id", parse_schema_id),
+    "WALKTHROUGHS_SCHEMA_REGISTRY_URL": ("schema_registry_url", parse_registry_url),
+    "WALKTHROUGHS_SCHEMA_REGISTRY_TOKEN": ("schema_registry_token", parse_token),
 }
 
 

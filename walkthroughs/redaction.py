@@ -104,13 +104,19 @@ def uri_secrets(uri: str) -> list[str]:
     return hidden + [decoded(v) for v in hidden for decoded in (unquote, unquote_plus)]
 
 
-def environment_secrets(environ: Mapping[str, str], uri_variable: str, prefix: str) -> list[str]:
+def environment_secrets(
+    environ: Mapping[str, str],
+    uri_variables: Iterable[str],
+    prefix: str,
+    secret_variables: Iterable[str] = (),
+) -> list[str]:
     """Return the secrets of a raw environment, before any setting is parsed.
 
-    Those of the URI variable, and the value of every variable under ``prefix`` whose property
-    name is secret (``WALKTHROUGHS_KAFKA_SASL_PASSWORD``).
+    Those of the URI variables, the whole value of each secret variable, and the value of every
+    variable under ``prefix`` whose property name is secret (``WALKTHROUGHS_KAFKA_SASL_PASSWORD``).
     """
-    found = uri_secrets(environ.get(uri_variable, ""))
+    found = [secret for name in uri_variables for secret in uri_secrets(environ.get(name, ""))]
+    found += [environ[name] for name in secret_variables if environ.get(name)]
     for name, value in environ.items():
         if name.startswith(prefix) and is_secret_property(name[len(prefix) :].replace("_", ".")):
             found.append(value)

@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.codec import encode_message, encode_walkin, local_date
+from walkthroughs.framing import frame
 from walkthroughs.schema import MessageEvent, WalkInEvent
 
 S = 1_000_000_000
@@ -131,3 +132,10 @@ def _add_bad_records(traffic: Traffic, rng: random.Random, start_ns: int) -> Non
     for value in bad_walkins:
         traffic.walkins.insert(rng.randrange(len(traffic.walkins) + 1), (b"bad", value))
     traffic.bad = len(bad_messages) + len(bad_walkins)
+
+
+def framed(
+    records: list[tuple[bytes, bytes | None]], schema_id: int, indexes: tuple[int, ...]
+) -> list[tuple[bytes, bytes | None]]:
+    """The records framed as a Schema Registry serializer frames them (tombstones stay null)."""
+    return [(k, None if v is None else frame(v, schema_id, indexes)) for k, v in records]

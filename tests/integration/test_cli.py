@@ -118,3 +118,47 @@ def test_doctor_passes_on_a_healthy_deployment_and_names_what_fails(
     bad = cli(fresh, "doctor", "--recovery-dir", str(tmp_path / "nowhere"), code=1)
     assert "missing:" in bad
     assert "no partitions" in bad
+
+
+def test_doctor_checks_the_schema_registry_when_the_output_is_framed(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(tmp_path), "1"], check=True)
+    framed = {"WALKTHROUGHS_OUTPUT_FORMAT": "confluent", "WALKTHROUGHS_STARTUP_TIMEOUT": "2s"}
+    args = ["doctor", "--recovery-dir", str(tmp_path)]
+    env = deployment.env(**framed, WALKTHROUGHS_SCHEMA_REGISTRY_URL="mock://doctor-test")
+    ok = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    assert "registered at" in ok.output
+    unreachable = "http://svc:d0ctor-pw@127.0.0.1:1"
+    env = deployment.env(**framed, WALKTHROUGHS_SCHEMA_REGISTRY_URL=unreachable)
+    bad = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert bad.exit_code == 1, bad.output
+    assert "cannot register the walkthrough schema" in bad.output
+    assert "d0ctor-pw" not in bad.output
+
+
+def test_generate_can_frame_its_traffic_as_a_schema_registry_serializer_does(
+    deployment: Deployment,
+) -> None:
+    said = cli(
+        deployment, "generate", "--customers", "60", "--format", "confluent", "--schema-id", "9"
+    )
+    said = " ".join(said.split())  # the console wraps long lines
+    assert "framed with schema id 9" in said
+    values = [
+        r.value
+        for suffix in ("m", "w")
+        for r in read_topic(deployment.kafka, deployment.topic(suffix))
+        if r.value is not None
+    ]
+    assert values
+    assert all(v[:5] == b"\x00\x00\x00\x00\x09" for v in values)
+    proc = deployment.run("-w", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert deployment.output()  # framed inputs attribute as bare ones do
+    bad = int(said.split("(")[-1].split(" bad")[0])
+    assert len(deployment.dead_letters()) == bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -225,3 +226,56 @@ def test_bad_mongo_uri_error_does_not_leak_its_password() -> None:
 
 def test_redact_uri_leaves_uris_without_password_alone() -> None:
     assert redact_uri("mongodb://db:27017/x") == "mongodb://db:27017/x"
+
+
+def test_the_output_is_bare_protobuf_unless_framing_is_asked_for() -> None:
+    assert Settings().output_format == "protobuf"
+    framed = Settings.from_env(
+        {
+            "WALKTHROUGHS_OUTPUT_FORMAT": "Confluent",
+            "WALKTHROUGHS_SCHEMA_REGISTRY_URL": "https://svc:pa55word@registry:8081",
+            "WALKTHROUGHS_SCHEMA_REGISTRY_TOKEN": "t0ken-value",
+        }
+    )
+    assert framed.output_format == "confluent"
+    assert framed.registry_config() == {
+        "url": "https://svc:pa55word@registry:8081",
+        "bearer.auth.credentials.source": "STATIC_TOKEN",
+        "bearer.auth.token": "t0ken-value",
+    }
+    described = str(framed.describe())
+    assert "pa55word" not in described
+    assert "t0ken-value" not in described
+    assert "pa55word" not in repr(framed)
+    given = Settings.from_env(
+        {"WALKTHROUGHS_OUTPUT_FORMAT": "confluent", "WALKTHROUGHS_OUTPUT_SCHEMA_ID": "42"}
+    )
+    assert given.output_schema_id == 42
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WALKTHROUGHS_OUTPUT_FORMAT": "avro"}, "WALKTHROUGHS_OUTPUT_FORMAT='avro' is not"),
+        ({"WALKTHROUGHS_OUTPUT_FORMAT": "confluent"}, "needs WALKTHROUGHS_OUTPUT_SCHEMA_ID or"),
+        ({"WALKTHROUGHS_OUTPUT_SCHEMA_ID": "7"}, "WALKTHROUGHS_OUTPUT_SCHEMA_ID is set but"),
+        (
+            {"WALKTHROUGHS_OUTPUT_FORMAT": "confluent", "WALKTHROUGHS_OUTPUT_SCHEMA_ID": "0"},
+            "WALKTHROUGHS_OUTPUT_SCHEMA_ID",
+        ),
+        (
+            {"WALKTHROUGHS_SCHEMA_REGISTRY_URL": "registry:8081"},
+            "WALKTHROUGHS_SCHEMA_REGISTRY_URL='registry:8081' is not a Schema Registry URL",
+        ),
+        ({"WALKTHROUGHS_SCHEMA_REGISTRY_TOKEN": "abc"}, "TOKEN is set without WALKTHROUGHS_SCHEMA"),
+    ],
+)
+def test_a_bad_output_format_setting_names_itself(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        Settings.from_env(env)
+
+
+def test_a_malformed_registry_url_is_quoted_without_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"WALKTHROUGHS_SCHEMA_REGISTRY_URL": "ftp://svc:pa55word@registry"})
+    assert "pa55word" not in str(caught.value)

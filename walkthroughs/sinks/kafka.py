@@ -31,9 +31,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from walkthroughs import failpoints, metrics, stopping
-from walkthroughs.codec import encode_walkthrough
+from walkthroughs.codec import WALKTHROUGH_INDEXES, encode_walkthrough
 from walkthroughs.dead_letters import carried_headers
 from walkthroughs.errors import SinkUnavailableError
+from walkthroughs.framing import frame
 from walkthroughs.schema import Attributed, DeadLetter, Tombstone
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,18 @@ def walkthrough_record(item: Attributed | Tombstone) -> Record:
         return tombstone_record(item.walkin_id)
     w = cast(Attributed, item).walkthrough
     return w.walkin_id.encode(), encode_walkthrough(w), None
+
+
+def framed_walkthrough_record(schema_id: int) -> Serializer[Attributed | Tombstone]:
+    """``walkthrough_record`` with values framed for a Schema Registry (tombstones stay null)."""
+
+    def record(item: Attributed | Tombstone) -> Record:
+        key, value, headers = walkthrough_record(item)
+        if value is not None:
+            value = frame(value, schema_id, WALKTHROUGH_INDEXES)
+        return key, value, headers
+
+    return record
 
 
 def tombstone_record(walkin_id: str) -> Record:
