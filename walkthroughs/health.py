@@ -65,7 +65,8 @@ class LagMonitor:
     """Measures the lag of the process's partitions from a thread of its own."""
 
     def __init__(self, kafka_config: Mapping[str, str], interval_s: float = LAG_INTERVAL_S) -> None:
-        self._admin = AdminClient(dict(kafka_config))
+        self._config: dict[str, str | int | float | bool] = dict(kafka_config)
+        self._admin = AdminClient(self._config)
         self._interval_s = interval_s
         self._next: dict[PartitionKey, Callable[[], int]] = {}
         self._wake = threading.Event()
@@ -106,6 +107,9 @@ class LagMonitor:
                 self.measure()
             except KafkaException as exc:  # brokers away: keep the last figures, try again
                 log.warning("lag_unmeasured", extra={"fields": {"error": str(exc.args[0])}})
+                # With a fresh client: librdkafka 2.16's admin client kept asking a restarted
+                # broker with the leader epoch it knew before (FENCED_LEADER_EPOCH, for good).
+                self._admin = AdminClient(self._config)
 
 
 _monitor: LagMonitor | None = None

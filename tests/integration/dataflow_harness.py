@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
@@ -209,13 +210,25 @@ def chunks(items: list[T], n: int) -> list[list[T]]:
 
 
 def wait_for(check: Callable[[], T | None], timeout_s: float = 90) -> T:
-    """Poll until ``check()`` returns something truthy: waits for an event, not for a time."""
+    """Poll until ``check()`` returns something truthy: waits for an event, not for a time.
+
+    A check that reads a topic while a broker restarts may meet a transient Kafka error (not the
+    partition's leader yet): that is a "not yet", tried again until the deadline.
+    """
     deadline = time.monotonic() + timeout_s
+    last_error: KafkaException | None = None
     while time.monotonic() < deadline:
-        if result := check():
-            return result
+        try:
+            if result := check():
+                return result
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
+            last_error = exc
         time.sleep(0.2)
     msg = f"condition not met within {timeout_s}s"
+    if last_error is not None:
+        msg += f" (last Kafka error: {last_error})"
     raise AssertionError(msg)
 
 

@@ -8,21 +8,26 @@ deserializer; a registry that cannot be reached stops start-up in one line."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf.message import Message
 
-from tests.integration.dataflow_harness import START_NS, WINDOW_NS, Deployment
+from tests.integration.dataflow_harness import REPO, START_NS, WINDOW_NS, Deployment
 from tests.reference import expected_walkthroughs
 from walkthroughs import traffic
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.codec import encode_walkthrough
 from walkthroughs.framing import frame
-from walkthroughs.topics import read_topic
+from walkthroughs.topics import ensure_topics, read_topic
 
 Keyed = tuple[bytes, bytes | None]
+PROTO = REPO / "proto" / "walkthroughs" / "v1" / "events.proto"
+DECODE = "--decode=walkthroughs.v1.Walkthrough"
 
 
 def framed_half(
@@ -88,35 +93,59 @@ def test_framed_and_bare_records_give_the_bare_result(deployment: Deployment) ->
 
 
 def test_confluent_output_reads_back_as_the_bare_output(deployment: Deployment) -> None:
-    """WALKTHROUGHS_OUTPUT_FORMAT=confluent, the schema registered at start-up (confluent-kafka's
-    in-process ``mock://`` registry): every output record is framed, and confluent-kafka's
-    deserializer reads back exactly the walkthroughs of the rule."""
+    """The same inputs run twice: bare output, then WALKTHROUGHS_OUTPUT_FORMAT=confluent to a
+    second topic, the schema registered at start-up (confluent-kafka's in-process ``mock://``
+    registry). Every framed record, read back by confluent-kafka's deserializer, equals the bare
+    record at the same place in its key's sequence; and the latest per key is the rule's."""
     sample = traffic.generate(seed=29, businesses=4, customers=200, start_ns=START_NS)
     deployment.feed(sample)
-    proc = deployment.run(
-        "-w",
-        "1",
-        WALKTHROUGHS_OUTPUT_FORMAT="confluent",
-        WALKTHROUGHS_SCHEMA_REGISTRY_URL="mock://walkthroughs-test",
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bare_run = deployment.run("-w", "1")
+    assert bare_run.returncode == 0, bare_run.stdout + bare_run.stderr
+    framed_topic = deployment.topic("out-framed")
+    ensure_topics(deployment.kafka, {framed_topic: 3})
+    try:
+        framed_run = deployment.run(
+            "-w",
+            "1",
+            WALKTHROUGHS_OUTPUT_TOPIC=framed_topic,
+            WALKTHROUGHS_OUTPUT_FORMAT="confluent",
+            WALKTHROUGHS_SCHEMA_REGISTRY_URL="mock://walkthroughs-test",
+        )
+        assert framed_run.returncode == 0, framed_run.stdout + framed_run.stderr
+        framed = read_topic(deployment.kafka, framed_topic)
+    finally:
+        AdminClient(dict(deployment.kafka)).delete_topics([framed_topic])
 
-    expected = expected_walkthroughs(sample.events, WINDOW_NS)
-    assert len(expected) > 20
-    records = read_topic(deployment.kafka, deployment.topic("out"))
     deserialize = ProtobufDeserializer(pb.Walkthrough, {"use.deprecated.format": False})
-    ctx = SerializationContext(deployment.topic("out"), MessageField.VALUE)
-    theirs: dict[str, pb.Walkthrough] = {}
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+    ctx = SerializationContext(framed_topic, MessageField.VALUE)
+    theirs: dict[bytes | None, list[pb.Walkthrough]] = {}
+    for record in sorted(framed, key=lambda r: (r.partition, r.offset)):
         assert record.value is not None
         assert record.value[:1] == b"\x00"  # framed, every one
         read = deserialize(record.value, ctx)
         assert isinstance(read, pb.Walkthrough)
-        theirs[read.walkin_id] = read
-    assert {k: pb.Walkthrough.FromString(encode_walkthrough(w)) for k, w in expected.items()} == (
-        theirs
-    )
-    assert deployment.output() == expected  # our own reader unframes as well
+        theirs.setdefault(record.key, []).append(read)
+    bare = read_topic(deployment.kafka, deployment.topic("out"))
+    ours: dict[bytes | None, list[pb.Walkthrough]] = {}
+    for record in sorted(bare, key=lambda r: (r.partition, r.offset)):
+        assert record.value is not None
+        assert record.value[:1] != b"\x00"
+        ours.setdefault(record.key, []).append(pb.Walkthrough.FromString(record.value))
+    assert theirs == ours  # record for record, key by key
+    # A consumer that knows nothing of frames still reads the default output: protoc --decode.
+    first = sorted(bare, key=lambda r: (r.partition, r.offset))[0]
+    decoded = subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO / 'proto'}", DECODE, str(PROTO)],
+        input=first.value,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert f'walkin_id: "{first.key.decode() if first.key else ""}"' in decoded
+    expected = expected_walkthroughs(sample.events, WINDOW_NS)
+    assert len(expected) > 20
+    assert {k.decode(): v[-1] for k, v in theirs.items() if k} == {
+        k: pb.Walkthrough.FromString(encode_walkthrough(w)) for k, w in expected.items()
+    }
 
 
 def test_an_unreachable_registry_stops_the_dataflow_in_one_line(deployment: Deployment) -> None:

@@ -39,6 +39,14 @@ class SourceError(WalkthroughsError):
     """The input topics cannot be read: unreachable brokers, missing topics, fatal errors."""
 
 
+FRESH_METADATA = {"topic.metadata.refresh.interval.ms": "10000"}
+"""Ask for the partitions' leaders every 10 s rather than librdkafka's 5 minutes. After a broker
+restart a client can be left asking with the leader epoch it knew before (FENCED_LEADER_EPOCH);
+seen with the admin client's ``list_offsets`` for the whole of a test's 90 s, and a partition
+consumer that stops fetching after a restart is librdkafka #4492's symptom. A periodic refresh
+bounds either to seconds, for one small metadata request per client every 10 s."""
+
+
 def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
     """Return the settings of our partition consumers (assigned, never subscribed)."""
     return {
@@ -56,6 +64,7 @@ def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
         # the process's memory stops growing within a minute however long the backlog grows.
         "queued.min.messages": 5000,
         "queued.max.messages.kbytes": 2048,
+        **FRESH_METADATA,
         **kafka_config,
     }
 
@@ -212,7 +221,7 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         self._key = (topic, partition)
         if not self._done:
             health.PROGRESS.beat(self._key)
-            health.lag_monitor(kafka_config).track(self._key, self.snapshot)
+            health.lag_monitor({**FRESH_METADATA, **kafka_config}).track(self._key, self.snapshot)
 
     def next_batch(self) -> list[Origin]:
         """Return what librdkafka has prefetched, without waiting; end at the end offset."""
