@@ -55,7 +55,6 @@ document) and into dead-letter headers, and a record of a few such ids must stay
 Kafka's 1 MB record limit, or one producer's bug would make outputs the service cannot write."""
 
 _M = TypeVar("_M", pb.ZenreachMessage, pb.WalkIn, pb.Walkthrough)
-_shared_get = shared_get  # bound once: ``_shared_get(s) or shared(s)`` is a C call on a hit
 NO_ALIASES: Mapping[str, str] = MappingProxyType({})
 
 
@@ -86,11 +85,11 @@ def decode_message(value: bytes | None) -> MessageEvent:
     return new_message(
         (
             message_id,
-            _shared_get(business_id) or shared(business_id),
+            shared_get(business_id) or shared(business_id),
             customer_id,
             sent_at_ns,
             channel,
-            _shared_get(campaign_id) or shared(campaign_id),
+            shared_get(campaign_id) or shared(campaign_id),
         )
     )
 
@@ -128,9 +127,9 @@ def decode_walkin(value: bytes | None, aliases: Mapping[str, str] = NO_ALIASES) 
     return new_walkin(
         (
             walkin_id,
-            _shared_get(business_id) or shared(business_id),
+            shared_get(business_id) or shared(business_id),
             customer_id,
-            _shared_get(location_id) or shared(location_id),
+            shared_get(location_id) or shared(location_id),
             started_at_ns,
             date,  # shared: the cache holds one copy of each
         )

@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.errors import DecodeError
-from walkthroughs.framing import schema_id, unframe
+from walkthroughs.framing import MAGIC, schema_id, unframe
 from walkthroughs.schema import Reason
 
 REDRIVE_COUNT = "redrive_count"
@@ -314,7 +314,7 @@ def sample(letter: Letter, kinds: Mapping[str, str]) -> str:
     )
     if parser is None:
         return f"{prefix}{len(value)} bytes from a topic the service does not read"
-    if value[:1] == b"\x00":  # a Schema Registry frame (``framing``): show what it holds
+    if value and value[0] == MAGIC:  # a Schema Registry frame (``framing``): show what it holds
         try:
             prefix, value = f"{prefix}(framed, schema id {schema_id(value)}) ", unframe(value)
         except DecodeError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.config import Settings
 from walkthroughs.errors import StartupError
+from walkthroughs.framing import MAGIC, schema_id
 from walkthroughs.redaction import redact_uri, scrub
 
 
@@ -59,7 +60,7 @@ def register(settings: Settings) -> int:
             f"(WALKTHROUGHS_SCHEMA_REGISTRY_URL): {why}"
         )
         raise StartupError(msg) from exc
-    if not framed or framed[0] != 0:
+    if not framed or framed[0] != MAGIC:
         msg = "the Schema Registry serializer wrote no frame (WALKTHROUGHS_SCHEMA_REGISTRY_URL)"
         raise StartupError(msg)
-    return int.from_bytes(framed[1:5], "big")
+    return schema_id(framed)
