@@ -10,11 +10,17 @@ Parcels that cross between processes pickle as plain rows: a named tuple pickles
 to its class and unpickles through its Python-level ``__new__``, about four times the cost of a
 plain tuple (bench/README.md, session 12). ``Events`` and ``Documents`` reduce to rows of plain
 tuples and rebuild their records with ``tuple.__new__`` (a C call) on the other side.
+
+They are pickled once, however often they are asked: Timely (under Bytewax 0.21) serializes
+what crosses twice, once to size it (``bincode::serialized_size``) and once to write it, and
+Bytewax pickles an item in each. So a crossing parcel keeps its pickled rows (``_Crossing``),
+and the second pass copies bytes. A parcel is not changed once a step has handed it on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import pickle
+from typing import Any, Self
 
 from walkthroughs.schema import (
     ErasureRequest,
@@ -40,7 +46,36 @@ class Parcel(list[Any]):
     __slots__ = ()
 
 
-class Events(Parcel):
+class _Crossing(Parcel):
+    """A parcel that crosses to other processes: its rows are pickled once (see the module doc).
+
+    The cache is checked against the length, so a parcel appended to after a pickle (no step
+    does) is pickled afresh rather than sent stale.
+    """
+
+    __slots__ = ("_wire",)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        wire: tuple[int, bytes] | None = getattr(self, "_wire", None)
+        if wire is None or wire[0] != len(self):
+            wire = self._wire = (len(self), pickle.dumps(self._rows(), pickle.HIGHEST_PROTOCOL))
+        return _rebuild, (self.__class__, wire[1])
+
+    def _rows(self) -> list[tuple[Any, ...]]:
+        """The parcel as plain tuples."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_rows(cls, rows: list[tuple[Any, ...]]) -> Self:
+        """The parcel ``_rows`` gave."""
+        raise NotImplementedError
+
+
+def _rebuild(cls: type[_Crossing], wire: bytes) -> _Crossing:
+    return cls._from_rows(pickle.loads(wire))
+
+
+class Events(_Crossing):
     """``(event, origin)`` pairs for the customers of one state route.
 
     The origin (the record's bytes) goes along: an event may still turn out to be a dead letter
@@ -49,10 +84,14 @@ class Events(Parcel):
 
     __slots__ = ()
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def _rows(self) -> list[tuple[Any, ...]]:
         code = _EVENT_CODE  # one flat row per event: its kind, its origin's 6 fields, its own
-        rows = [(code[e.__class__], *o, *e) for e, o in self]
-        return _rebuild_events, (self.__class__, rows)
+        return [(code[e.__class__], *o, *e) for e, o in self]
+
+    @classmethod
+    def _from_rows(cls, rows: list[tuple[Any, ...]]) -> Self:
+        new = _NEW_EVENT
+        return cls([(new[row[0]](row[_EVENT_AT:]), new_origin(row[1:_EVENT_AT])) for row in rows])
 
 
 class Walkins(Events):
@@ -95,19 +134,14 @@ class Tombstones(Parcel):
     __slots__ = ()
 
 
-class Documents(Parcel):
+class Documents(_Crossing):
     """``Walkthrough``s for one MongoDB sink partition (they cross to its worker)."""
 
     __slots__ = ()
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild_documents, ([tuple(w) for w in self],)
+    def _rows(self) -> list[tuple[Any, ...]]:
+        return [tuple(w) for w in self]
 
-
-def _rebuild_events(cls: type[Events], rows: list[tuple[Any, ...]]) -> Events:
-    new = _NEW_EVENT
-    return cls([(new[row[0]](row[_EVENT_AT:]), new_origin(row[1:_EVENT_AT])) for row in rows])
-
-
-def _rebuild_documents(rows: list[tuple[Any, ...]]) -> Documents:
-    return Documents([new_walkthrough(row) for row in rows])
+    @classmethod
+    def _from_rows(cls, rows: list[tuple[Any, ...]]) -> Self:
+        return cls([new_walkthrough(row) for row in rows])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from walkthroughs.parcels import Decisions, Documents, Events, Walkins
 from walkthroughs.schema import (
     ErasureRequest,
@@ -44,3 +46,26 @@ def test_documents_arrive_as_walkthroughs_and_other_parcels_as_they_are() -> Non
     assert {d.__class__ for d in back} == {Walkthrough}
     decisions = pickle.loads(pickle.dumps(Decisions([1, 2])))
     assert (decisions.__class__, decisions) == (Decisions, [1, 2])
+
+
+def test_a_parcel_is_pickled_once_however_often_it_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Timely sizes what crosses with one serialization, then writes it with another."""
+    parcel = Events(EVENTS)
+    rows_made = 0
+    make_rows = Events._rows
+
+    def counted(self: Events) -> list[tuple[object, ...]]:
+        nonlocal rows_made
+        rows_made += 1
+        return make_rows(self)
+
+    monkeypatch.setattr(Events, "_rows", counted)
+    sized = pickle.dumps(parcel)
+    written = pickle.dumps(parcel)
+    assert rows_made == 1
+    assert sized == written
+    parcel.append(EVENTS[0])  # no step does this; if one did, the copy is not stale
+    assert pickle.loads(pickle.dumps(parcel)) == [*EVENTS, EVENTS[0]]
+    assert rows_made == 2

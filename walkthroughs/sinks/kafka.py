@@ -156,7 +156,9 @@ class CheckedProducer:
         *,
         cut_to_fit: bool = False,
     ) -> None:
-        self.producer = Producer(config)
+        # One delivery callback for the producer, not one per record: a per-call ``on_delivery``
+        # (and a ``headers=None``) costs ~0.4 us of every produce call.
+        self.producer = Producer({**config, "on_delivery": self._on_delivery})
         self.topic = topic
         self.timeout_s = timeout_s
         limit = config.get("message.max.bytes")
@@ -181,14 +183,16 @@ class CheckedProducer:
         than stopping the worker on every restart; otherwise it fails the sink.
         """
         deadline = time.monotonic() + self.timeout_s
+        produce, topic = self.producer.produce, self.topic
         for record in records:
             key, value, headers = record
             cut = False
             while True:
                 try:
-                    self.producer.produce(
-                        self.topic, value, key, headers=headers, on_delivery=self._on_delivery
-                    )
+                    if headers is None:
+                        produce(topic, value, key)
+                    else:
+                        produce(topic, value, key, headers=headers)
                     break
                 except BufferError:  # local queue full: let deliveries drain, within limits
                     self.retries.inc()
