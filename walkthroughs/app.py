@@ -10,8 +10,10 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from bytewax.dataflow import Dataflow
+from bytewax.outputs import Sink
 
 from walkthroughs import health, logs, redaction
 from walkthroughs.clock import system_now_ns
@@ -26,10 +28,8 @@ from walkthroughs.sinks.kafka import (
     framed_walkthrough_record,
     walkthrough_record,
 )
-from walkthroughs.sinks.mongo import MongoOutput
-from walkthroughs.sinks.mongo_erasure import Eraser
 from walkthroughs.sources.kafka import KafkaInput
-from walkthroughs.startup import check_kafka, check_mongo
+from walkthroughs.startup import check_kafka
 
 log = logging.getLogger("walkthroughs")
 # Cyclic collector thresholds (generation 0, 1, 2); see ``tune_gc``.
@@ -62,16 +62,7 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
     log.info("starting", extra={"fields": {"settings": settings.describe()}})
     kafka = settings.kafka_config()
     facts = check_kafka(settings)
-    mongo = None
-    if settings.mongo_enabled:
-        check_mongo(settings)
-        mongo = MongoOutput(
-            settings.mongo_uri,
-            settings.mongo_db,
-            retry_limit_s=settings.mongo_retry_limit.total_seconds(),
-            request_timeout_s=settings.mongo_timeout.total_seconds(),
-            erase=Eraser(TombstoneWriter(kafka, settings.output_topic, 30.0), system_now_ns),
-        )
+    mongo = _mongo_output(settings, kafka) if settings.mongo_enabled else None
     schema_id = output_schema_id(settings)
     sinks = Sinks(
         walkthroughs=KafkaOutput(
@@ -107,4 +98,24 @@ def build_from_env(environ: Mapping[str, str]) -> Dataflow:
         now_getter=system_now_ns,
         erasure_topics=frozenset({settings.erasures_topic}),
         timezone_aliases=settings.timezone_aliases,
+    )
+
+
+def _mongo_output(settings: Settings, kafka: Mapping[str, str]) -> Sink[Any]:
+    """Check MongoDB and make its sink.
+
+    Imported here, not at the top: MongoDB's driver costs ~60 ms of CPU at every process start,
+    which a deployment with MongoDB off (``WALKTHROUGHS_MONGO_ENABLED=0``) need not pay.
+    """
+    from walkthroughs.sinks.mongo import MongoOutput  # noqa: PLC0415
+    from walkthroughs.sinks.mongo_erasure import Eraser  # noqa: PLC0415
+    from walkthroughs.startup_mongo import check_mongo  # noqa: PLC0415
+
+    check_mongo(settings)
+    return MongoOutput(
+        settings.mongo_uri,
+        settings.mongo_db,
+        retry_limit_s=settings.mongo_retry_limit.total_seconds(),
+        request_timeout_s=settings.mongo_timeout.total_seconds(),
+        erase=Eraser(TombstoneWriter(kafka, settings.output_topic, 30.0), system_now_ns),
     )

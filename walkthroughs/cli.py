@@ -31,7 +31,8 @@ from walkthroughs.errors import WalkthroughsError
 from walkthroughs.output_schema import output_schema_id
 from walkthroughs.redaction import Redactor, redact_uri, scrub
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
-from walkthroughs.startup import check_kafka, check_kafka_clients, check_mongo, topic_roles
+from walkthroughs.startup import check_kafka, check_kafka_clients, topic_roles
+from walkthroughs.startup_mongo import check_mongo
 from walkthroughs.topics import (
     copy_time_range,
     describe_topics,

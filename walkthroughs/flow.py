@@ -77,7 +77,7 @@ from walkthroughs.schema import (
     WalkInEvent,
     Walkthrough,
 )
-from walkthroughs.sinks.mongo import partition_of
+from walkthroughs.sinks.partitions import partition_of
 
 NS = 1_000_000_000
 P = TypeVar("P", bound=Parcel)
@@ -249,19 +249,21 @@ class AttributeLogic(StatefulBatchLogic[Events, Parcel, object]):
     def _measured(out: list[Output], now_ns: int) -> list[Parcel]:
         """Put the batch's outputs in parcels by kind, and count them.
 
-        Counters move once per batch; latency is observed once per first decision.
+        Counters move once per batch; latency is observed once per read time of the first
+        decisions (walk-ins read in one batch share it), with how many there were.
         """
         if not out:
             return []
         decisions, dead, erasures = Decisions(), DeadLetters(), Erasures()
         revisions = late = 0
-        observe = metrics.DECISION_LATENCY.observe
+        read_times: dict[int, int] = {}  # read_at_ns -> first decisions of walk-ins read then
         for item in out:
             if item.__class__ is Attributed:
                 decisions.append(item)
                 revisions += item.revision
                 if item.at_decision:
-                    observe((now_ns - item.read_at_ns) / NS)
+                    read_at = item.read_at_ns
+                    read_times[read_at] = read_times.get(read_at, 0) + 1
             elif item.__class__ is DeadLetter:
                 dead.append(item)
                 late += item.reason is Reason.LATE
@@ -269,6 +271,8 @@ class AttributeLogic(StatefulBatchLogic[Events, Parcel, object]):
             else:
                 erasures.append(item)
                 audit_state(cast(Erased, item), now_ns)
+        for read_at, count in read_times.items():
+            metrics.DECISION_LATENCY.observe((now_ns - read_at) / NS, count)
         if late:
             metrics.LATE_EVENTS.inc(late)
         if len(decisions) > revisions:

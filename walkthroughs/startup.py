@@ -2,10 +2,10 @@
 
 A setting can parse and still be wrong: a Kafka client property librdkafka rejects, a topic that
 does not exist, a topic whose records are too small for our outputs, a MongoDB that does not
-answer or refuses the credentials. Each is found here, within ``WALKTHROUGHS_STARTUP_TIMEOUT``,
-and raised as one ``StartupError`` (or ``ConfigError``) line naming the variable to fix: never
-a traceback, and never after the first walkthrough. ``doctor`` runs the same checks and prints
-their messages.
+answer or refuses the credentials. Each is found here (MongoDB's in ``startup_mongo``), within
+``WALKTHROUGHS_STARTUP_TIMEOUT``, and raised as one ``StartupError`` (or ``ConfigError``) line
+naming the variable to fix: never a traceback, and never after the first walkthrough. ``doctor``
+runs the same checks and prints their messages.
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from confluent_kafka.admin import (
     ConfigResource,
     ResourceType,
 )
-from pymongo import MongoClient
-from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from walkthroughs.config import Settings, kafka_variable
 from walkthroughs.errors import ConfigError, StartupError
-from walkthroughs.redaction import redact_uri, scrub
+from walkthroughs.redaction import scrub
 from walkthroughs.sinks.kafka import producer_config
-from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes
 from walkthroughs.sources.kafka import consumer_config, list_partitions
 
 LIBRDKAFKA_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's default message.max.bytes
@@ -36,8 +33,6 @@ SMALLEST_RECORD_LIMIT = 16 * 1024
 """Output and DLQ topics must accept records of at least this size: a walkthrough of ids at the
 longest allowed (``codec.MAX_ID_BYTES``) is ~7.5 KiB, a dead letter's headers ~6 KiB."""
 _BATCH_OVERHEAD = 1024  # record batch framing, with room to spare
-_AUTHENTICATION_FAILED = 18
-_UNAUTHORIZED = 13
 _PROPERTY = re.compile(r'property:? "([^"]+)"')
 _PROBE_LOG_LEVEL = 4
 """librdkafka's warnings and errors only, for the short-lived clients of these checks: their
@@ -158,62 +153,3 @@ def record_limit(kafka: Mapping[str, str], topic_max_message_bytes: int) -> int:
     producer_max = int(kafka.get("message.max.bytes", LIBRDKAFKA_MAX_MESSAGE_BYTES))
     broker_max = (topic_max_message_bytes - _BATCH_OVERHEAD) * 255 // 256
     return min(producer_max, broker_max)
-
-
-def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
-    """Ping MongoDB, authenticate and ensure the indexes, within the start-up timeout.
-
-    ``ensure=False`` (``doctor``) reads the index list instead: it changes nothing.
-
-    Raises:
-        StartupError: the URI is unusable, the server does not answer, the credentials are
-            refused, or the user may not create the indexes; the message names
-            ``WALKTHROUGHS_MONGO_URI`` and never holds its password.
-    """
-    shown = redact_uri(settings.mongo_uri)
-    timeout_ms = int(settings.startup_timeout.total_seconds() * 1000)
-    where = f"WALKTHROUGHS_MONGO_URI={shown!r}"
-    try:
-        client: MongoClient[Doc] = MongoClient(
-            settings.mongo_uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            socketTimeoutMS=timeout_ms,
-            connect=False,
-        )
-    except (ConfigurationError, ValueError, TypeError, OSError) as exc:  # OSError: TLS files
-        msg = f"{where} is not usable: {scrub(str(exc)).splitlines()[0]}"
-        raise StartupError(msg) from exc
-    try:
-        client.admin.command("ping")  # authenticates when the URI carries credentials
-        db = client[settings.mongo_db]
-        if ensure:
-            ensure_indexes(db)
-        else:  # a read that needs the same authorization, and changes nothing
-            db[WALKTHROUGHS].index_information()
-    except OperationFailure as exc:
-        if exc.code == _AUTHENTICATION_FAILED:
-            msg = f"{where}: authentication failed (check the user, password and authSource)"
-        elif exc.code == _UNAUTHORIZED:
-            msg = (
-                f"{where}: the user is not authorized on database {settings.mongo_db!r} "
-                "(it must read and write it, and create indexes)"
-            )
-        else:
-            msg = f"{where}: MongoDB refused the start-up checks: {_first_line(exc)}"
-        raise StartupError(msg) from exc
-    except PyMongoError as exc:
-        seconds = settings.startup_timeout.total_seconds()
-        msg = (
-            f"cannot reach MongoDB at {shown} within {seconds:.0f}s "
-            f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {type(exc).__name__}"
-        )
-        raise StartupError(msg) from exc
-    finally:
-        client.close()
-
-
-def _first_line(exc: PyMongoError) -> str:
-    details = getattr(exc, "details", None)
-    text = details.get("errmsg", str(exc)) if isinstance(details, dict) else str(exc)
-    return scrub(str(text)).splitlines()[0]

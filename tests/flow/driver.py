@@ -59,7 +59,7 @@ from walkthroughs.schema import (
     WalkInEvent,
     Walkthrough,
 )
-from walkthroughs.sinks.mongo import partition_of
+from walkthroughs.sinks.partitions import partition_of
 from walkthroughs.traffic import Traffic
 
 T = TypeVar("T")

@@ -4,6 +4,8 @@ service never reaches the test support (``walkthroughs.testing``, where I/O is a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ FORBIDDEN = {
     "sharing.py": IO_AND_ENGINE | {TEST_SUPPORT},
     "routes.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
     "parcels.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"},
+    "sinks/partitions.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
     # The attribution engine: pure logic, run by the Bytewax adapter in flow.py.
     **{
         f"attribution/{path.name}": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"}
@@ -70,3 +73,19 @@ def test_service_never_imports_test_support(module: str) -> None:
     assert not reaches(imported_modules(PACKAGE / module), TEST_SUPPORT), (
         f"{module} imports {TEST_SUPPORT}: test support must not ship into the dataflow's path"
     )
+
+
+def test_the_dataflow_loads_no_mongodb_driver_until_mongodb_is_on() -> None:
+    """``app`` imports the MongoDB sink and its check only when ``WALKTHROUGHS_MONGO_ENABLED``.
+
+    The driver costs ~60 ms of CPU at every process start (bench/README.md, session 14).
+    """
+    probe = "import sys, walkthroughs.app; print(sorted(m for m in sys.modules if 'mongo' in m))"
+    shown = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+    ).stdout
+    assert shown.strip() == "[]"

@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
@@ -53,6 +52,7 @@ from walkthroughs import failpoints, metrics, stopping
 from walkthroughs.codec import to_mongo_doc
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Erased, Walkthrough
+from walkthroughs.sinks.partitions import SINK_PARTITIONS
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,6 @@ COUNTS = "walkthrough_counts"
 BULK_SIZE = 500
 """Documents per request: FerretDB writes ~100-250 a second, so a request of this size is
 answered within seconds, far inside the request timeout; MongoDB is barely slower at it."""
-SINK_PARTITIONS = 64
-"""Fixed: partition names are part of the recovery format (their state is empty, though)."""
-_PARTITION_KEYS = tuple(str(i) for i in range(SINK_PARTITIONS))
 Doc = dict[str, Any]
 T = TypeVar("T")
 Sleeper = Callable[[float], None]
@@ -260,14 +257,6 @@ def _applied(db: Database[Doc], ops: list[Any]) -> bool:
     return done == len(ops)
 
 
-def partition_of(business_id: str) -> str:
-    """The key of the sink partition that writes a business's documents.
-
-    crc32 of its id, stable across processes. The flow groups documents by it before they cross.
-    """
-    return _PARTITION_KEYS[zlib.crc32(business_id.encode()) % SINK_PARTITIONS]
-
-
 class MongoOutput(FixedPartitionedSink[list[Walkthrough | Erased], None]):
     """Walkthroughs keyed by ``business_id`` into ``SINK_PARTITIONS`` single-writer partitions.
 
@@ -276,7 +265,7 @@ class MongoOutput(FixedPartitionedSink[list[Walkthrough | Erased], None]):
     ``request_timeout_s`` for the server's reply, so a stalled server fails a call instead of
     holding the worker: the call is retried, for up to ``retry_limit_s``, and a stop request
     (``stopping``) ends the retrying at once. Indexes are ensured once, at start-up
-    (``startup.check_mongo``).
+    (``startup_mongo.check_mongo``).
     """
 
     def __init__(

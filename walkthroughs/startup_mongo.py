@@ -1,0 +1,77 @@
+"""The start-up check of MongoDB: reachable, credentials accepted, indexes in place.
+
+Apart from ``startup`` (Kafka) because it loads MongoDB's driver, ~60 ms of CPU at every
+process start: a deployment with ``WALKTHROUGHS_MONGO_ENABLED=0`` never imports it.
+"""
+
+from __future__ import annotations
+
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from walkthroughs.config import Settings
+from walkthroughs.errors import StartupError
+from walkthroughs.redaction import redact_uri, scrub
+from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes
+
+_AUTHENTICATION_FAILED = 18
+_UNAUTHORIZED = 13
+
+
+def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
+    """Ping MongoDB, authenticate and ensure the indexes, within the start-up timeout.
+
+    ``ensure=False`` (``doctor``) reads the index list instead: it changes nothing.
+
+    Raises:
+        StartupError: the URI is unusable, the server does not answer, the credentials are
+            refused, or the user may not create the indexes; the message names
+            ``WALKTHROUGHS_MONGO_URI`` and never holds its password.
+    """
+    shown = redact_uri(settings.mongo_uri)
+    timeout_ms = int(settings.startup_timeout.total_seconds() * 1000)
+    where = f"WALKTHROUGHS_MONGO_URI={shown!r}"
+    try:
+        client: MongoClient[Doc] = MongoClient(
+            settings.mongo_uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
+            connect=False,
+        )
+    except (ConfigurationError, ValueError, TypeError, OSError) as exc:  # OSError: TLS files
+        msg = f"{where} is not usable: {scrub(str(exc)).splitlines()[0]}"
+        raise StartupError(msg) from exc
+    try:
+        client.admin.command("ping")  # authenticates when the URI carries credentials
+        db = client[settings.mongo_db]
+        if ensure:
+            ensure_indexes(db)
+        else:  # a read that needs the same authorization, and changes nothing
+            db[WALKTHROUGHS].index_information()
+    except OperationFailure as exc:
+        if exc.code == _AUTHENTICATION_FAILED:
+            msg = f"{where}: authentication failed (check the user, password and authSource)"
+        elif exc.code == _UNAUTHORIZED:
+            msg = (
+                f"{where}: the user is not authorized on database {settings.mongo_db!r} "
+                "(it must read and write it, and create indexes)"
+            )
+        else:
+            msg = f"{where}: MongoDB refused the start-up checks: {_first_line(exc)}"
+        raise StartupError(msg) from exc
+    except PyMongoError as exc:
+        seconds = settings.startup_timeout.total_seconds()
+        msg = (
+            f"cannot reach MongoDB at {shown} within {seconds:.0f}s "
+            f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {type(exc).__name__}"
+        )
+        raise StartupError(msg) from exc
+    finally:
+        client.close()
+
+
+def _first_line(exc: PyMongoError) -> str:
+    details = getattr(exc, "details", None)
+    text = details.get("errmsg", str(exc)) if isinstance(details, dict) else str(exc)
+    return scrub(str(text)).splitlines()[0]
