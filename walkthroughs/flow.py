@@ -14,7 +14,8 @@ item, so each step hands on one item per destination and batch, not one per even
 crosses to another worker at most twice (a walk-in: to its id's registry, then, in a bundle
 per worker, to its customer's; a message or an erasure request: to its customer's), and a
 walkthrough once more with MongoDB on (to its sink partition). ``count_workers`` reads nothing:
-it is how the flow learns the worker count the bundles need (``Cluster``).
+it is how the flow learns the worker count the bundles need (``Cluster``), and where each worker
+thread keeps its Python thread state (``thread_state``).
 
 Step ids are part of the recovery format: never rename a stateful or input step without a
 migration plan.
@@ -78,6 +79,7 @@ from walkthroughs.schema import (
     Walkthrough,
 )
 from walkthroughs.sinks.partitions import partition_of
+from walkthroughs.thread_state import keep_thread_state
 
 NS = 1_000_000_000
 P = TypeVar("P", bound=Parcel)
@@ -313,13 +315,18 @@ class Cluster:
 
 
 class WorkerCount(DynamicSource[None]):
-    """An input that reads nothing: its ``build`` is how the flow learns the worker count."""
+    """An input that reads nothing: its ``build`` runs once on every worker thread, first.
+
+    That is how the flow learns the worker count, and where the worker thread is told to keep
+    its Python thread state (``thread_state``).
+    """
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _NothingToRead:
-        """Tell the cluster how many workers there are."""
+        """Tell the cluster how many workers there are; keep this thread's Python state."""
+        keep_thread_state()
         self._cluster.learn(worker_count)
         return _NothingToRead()
 
