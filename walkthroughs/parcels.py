@@ -49,8 +49,8 @@ class Parcel(list[Any]):
 class _Crossing(Parcel):
     """A parcel that crosses to other processes: its rows are pickled once (see the module doc).
 
-    The cache is checked against the length, so a parcel appended to after a pickle (no step
-    does) is pickled afresh rather than sent stale.
+    A parcel must not change once a step has handed it on (none does). The cache is checked
+    against the length, which catches an append, not a replacement in place.
     """
 
     __slots__ = ("_wire",)

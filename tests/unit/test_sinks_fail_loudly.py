@@ -3,6 +3,7 @@ client against a port where nothing listens)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TypedDict, Unpack
 
@@ -12,7 +13,12 @@ from pymongo import MongoClient
 from walkthroughs import stopping
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.schema import Attributed, Walkthrough
-from walkthroughs.sinks.kafka import KafkaOutput, walkthrough_record
+from walkthroughs.sinks.kafka import (
+    CheckedProducer,
+    KafkaOutput,
+    producer_config,
+    walkthrough_record,
+)
 from walkthroughs.sinks.mongo import MongoOutput
 
 W = Walkthrough(
@@ -27,6 +33,15 @@ def test_kafka_sink_raises_when_deliveries_fail() -> None:
     part = sink.build("write", 0, 1)
     with pytest.raises(SinkUnavailableError, match="writing to Kafka topic 'out' failed"):
         part.write_batch([("0001", [Attributed(W, 0, False)])])  # returns only once acknowledged
+
+
+def test_a_dropped_kafka_producer_is_freed_at_once() -> None:
+    """Its delivery callback holds no reference back to it: no cycle waits for the collector
+    (which runs rarely: ``app.tune_gc``) to stop its librdkafka threads."""
+    producer = CheckedProducer(producer_config({"bootstrap.servers": "127.0.0.1:1"}, 1.0), "o", 1.0)
+    gone = weakref.ref(producer)
+    del producer
+    assert gone() is None
 
 
 class RetryOptions(TypedDict, total=False):

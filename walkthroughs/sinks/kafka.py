@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Generic, NoReturn, TypeVar, cast
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -145,6 +146,15 @@ def producer_config(
     return config
 
 
+def _collect_failure(
+    lock: threading.Lock, failures: list[str], error: KafkaError | None, message: Message
+) -> None:
+    """A producer's delivery callback: keep what failed, for ``CheckedProducer.confirm``."""
+    if error is not None:
+        with lock:
+            failures.append(f"{error} (partition {message.partition()})")
+
+
 class CheckedProducer:
     """A producer that remembers delivery failures until someone checks them."""
 
@@ -156,24 +166,23 @@ class CheckedProducer:
         *,
         cut_to_fit: bool = False,
     ) -> None:
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
         # One delivery callback for the producer, not one per record: a per-call ``on_delivery``
-        # (and a ``headers=None``) costs ~0.4 us of every produce call.
-        self.producer = Producer({**config, "on_delivery": self._on_delivery})
+        # (and a ``headers=None``) costs ~0.4 us of every produce call. The callback holds the
+        # failure list and its lock, not this object: no reference cycle keeps a dropped
+        # producer (and its librdkafka threads) alive until a cyclic collection.
+        self.producer = Producer(
+            {**config, "on_delivery": partial(_collect_failure, self._lock, self._failures)}
+        )
         self.topic = topic
         self.timeout_s = timeout_s
         limit = config.get("message.max.bytes")
         # The size records are cut to (dead letters), if cutting is allowed on this topic.
         self.max_record_bytes = int(str(limit)) if cut_to_fit and limit is not None else None
-        self._lock = threading.Lock()
-        self._failures: list[str] = []
         self.failed = False  # set once a failure was raised: the worker is going down
         self.batch_size = metrics.SINK_BATCH_SIZE.labels(f"kafka:{topic}")
         self.retries = metrics.SINK_RETRIES.labels(f"kafka:{topic}")
-
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            with self._lock:
-                self._failures.append(f"{error} (partition {message.partition()})")
 
     def send(self, records: list[Record]) -> None:
         """Hand records to the producer, waiting (within limits) while its queue is full.
@@ -233,7 +242,8 @@ class CheckedProducer:
             why = "a stop was requested" if stopping.requested() else f"{self.timeout_s:.0f}s"
             self._fail(f"{remaining} record(s) not acknowledged within {why}")
         with self._lock:
-            failures, self._failures = self._failures, []
+            failures = self._failures[:]  # emptied in place: the callback holds this list
+            self._failures.clear()
         if failures:
             self._fail(f"{len(failures)} delivery failure(s), first: {failures[0]}")
 
