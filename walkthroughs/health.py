@@ -69,6 +69,7 @@ class LagMonitor:
         self._admin = AdminClient(self._config)
         self._interval_s = interval_s
         self._next: dict[PartitionKey, Callable[[], int]] = {}
+        self.highs: dict[PartitionKey, int] = {}  # high watermarks at the last measure
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-monitor", daemon=True)
         self._thread.start()
@@ -81,6 +82,7 @@ class LagMonitor:
     def untrack(self, key: PartitionKey) -> None:
         """Stop measuring a partition."""
         self._next.pop(key, None)
+        self.highs.pop(key, None)
 
     def measure(self) -> None:
         """Ask the brokers for the high watermarks and publish each partition's lag once."""
@@ -95,6 +97,7 @@ class LagMonitor:
             if key not in tracked:
                 continue
             high = future.result().offset
+            self.highs[key] = high
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                 max(0, high - tracked[key]())
             )
@@ -123,6 +126,11 @@ def lag_monitor(kafka_config: Mapping[str, str]) -> LagMonitor:
         if _monitor is None:
             _monitor = LagMonitor(kafka_config)
         return _monitor
+
+
+def known_high(key: PartitionKey) -> int | None:
+    """A partition's high watermark at the lag monitor's last measure (None: none yet)."""
+    return None if _monitor is None else _monitor.highs.get(key)
 
 
 def leave(key: PartitionKey) -> None:

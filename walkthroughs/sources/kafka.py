@@ -19,7 +19,8 @@ Partition names are ``<topic>#<partition>``; they are part of the recovery forma
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -33,6 +34,9 @@ from walkthroughs.schema import Origin, new_origin
 log = logging.getLogger(__name__)
 
 IDLE_BACKOFF = timedelta(milliseconds=20)  # how long to leave an empty partition alone
+STUCK_AFTER_S = 30.0
+"""Polls that find nothing for this long, while the partition has records past what was read,
+get the partition a new consumer (``_KafkaPartition._unstick``)."""
 
 
 class SourceError(WalkthroughsError):
@@ -197,11 +201,17 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         timeout_s: float,
         batch_size: int,
         watermarks: tuple[int, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        stuck_after_s: float = STUCK_AFTER_S,
     ) -> None:
         self._topic = topic
         self._partition = partition
         self._batch_size = batch_size
+        self._config = kafka_config
         self._consumer = Consumer(consumer_config(kafka_config))
+        self._clock = clock
+        self._stuck_after_s = stuck_after_s
+        self._progress_at = clock()  # when a poll last found records
         self._tp = TopicPartition(topic, partition)
         self._end: int | None = None
         if stop_at_end:
@@ -248,6 +258,10 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
             self._next = offset + 1
         if self._end is not None and not self._done:
             self._done = self._next >= self._end or self._caught_up_past_gaps()
+        if batch:
+            self._progress_at = self._clock()
+        elif not self._done and self._clock() - self._progress_at >= self._stuck_after_s:
+            self._unstick()
         self._idle_until = None if batch else datetime.now(UTC) + IDLE_BACKOFF
         self._read.inc(len(batch))
         return batch
@@ -267,6 +281,39 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
 
     def _leave(self) -> None:
         health.leave(self._key)
+
+    def _unstick(self) -> None:
+        """Give the partition a new consumer if its own stopped fetching while records wait.
+
+        librdkafka #4492: after a broker restart, a consumer can stop fetching a partition for
+        good, silently (no error reaches ``consume``). Seen here as a live run that read nothing
+        more after a restart. Called once polls have found nothing for ``stuck_after_s``; acts
+        only if the lag monitor's last high watermark is past both what was read and the
+        consumer's fetch position (which passes the gaps of compaction and transaction markers).
+        The new consumer starts at the next offset to read: nothing is skipped or read twice.
+        """
+        self._progress_at = self._clock()  # look again only after another period
+        high = health.known_high(self._key)
+        if high is None or high <= self._next:
+            return
+        (tp,) = self._consumer.position([self._tp])
+        if tp.offset >= high:
+            return
+        log.warning(
+            "kafka_partition_reassigned",
+            extra={
+                "fields": {
+                    "topic": self._topic,
+                    "partition": self._partition,
+                    "next_offset": self._next,
+                    "high_watermark": high,
+                    "idle_s": self._stuck_after_s,
+                }
+            },
+        )
+        stuck, self._consumer = self._consumer, Consumer(consumer_config(self._config))
+        self._consumer.assign([TopicPartition(self._topic, self._partition, self._next)])
+        stuck.close()
 
     def _caught_up_past_gaps(self) -> bool:
         """Whether the fetch position passed the end (compaction or markers leave offset gaps)."""
