@@ -296,8 +296,7 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         high = health.known_high(self._key)
         if high is None or high <= self._next:
             return
-        (tp,) = self._consumer.position([self._tp])
-        if tp.offset >= high:
+        if self._fetch_position() >= high:
             return
         log.warning(
             "kafka_partition_reassigned",
@@ -315,10 +314,15 @@ class _KafkaPartition(StatefulSourcePartition[Origin, int]):
         self._consumer.assign([TopicPartition(self._topic, self._partition, self._next)])
         stuck.close()
 
+    def _fetch_position(self) -> int:
+        """The offset the consumer fetches next (negative before its first fetch)."""
+        (tp,) = self._consumer.position([self._tp])
+        return int(tp.offset)
+
     def _caught_up_past_gaps(self) -> bool:
         """Whether the fetch position passed the end (compaction or markers leave offset gaps)."""
-        (tp,) = self._consumer.position([self._tp])
-        if tp.offset >= 0 and self._end is not None and tp.offset >= self._end:
+        position = self._fetch_position()
+        if position >= 0 and self._end is not None and position >= self._end:
             self._next = max(self._next, self._end)
             return True
         return False
