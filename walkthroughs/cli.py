@@ -19,7 +19,7 @@ import pymongo
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from walkthroughs import redaction, traffic
+from walkthroughs import logs, redaction, traffic
 from walkthroughs.attribution import erasure_reference
 from walkthroughs.cli_dlq import dlq
 from walkthroughs.cli_support import console, instant, reports_errors, settings_from_env
@@ -60,6 +60,7 @@ def main() -> None:
     """Operate the walkthroughs service (settings from the WALKTHROUGHS_* environment)."""
     secrets = environment_secrets_of(os.environ)
     redaction.install(Redactor(secrets))
+    logs.configure("WARNING", logs.PlainFormatter())  # e.g. the Kafka clients' (kafka_logs)
 
 
 # --- topics -------------------------------------------------------------------------------
@@ -309,26 +310,53 @@ def _mongo(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
     return pymongo.MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=5000)
 
 
+def _writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A file we can write: its folder exists and takes files (checked before any work)."""
+    if value is None:
+        return None
+    folder = value.parent
+    if not folder.is_dir():
+        msg = f"folder {str(folder)!r} does not exist"
+        raise click.BadParameter(msg, ctx, param)
+    if not os.access(folder, os.W_OK):
+        msg = f"folder {str(folder)!r} is not writable"
+        raise click.BadParameter(msg, ctx, param)
+    return value
+
+
 @main.command()
-@click.option("--days", default=14, show_default=True, help="How many local dates back.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=14,
+    show_default=True,
+    help="How many local dates: today's (UTC) and the days before it.",
+)
 @click.option("--business", "businesses", multiple=True, help="Only these businesses.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_writable_file,
     default=None,
     help="Also write a PNG chart of the daily counts here.",
 )
 @reports_errors
 def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
-    """Daily walkthrough counts per business, from MongoDB."""
+    """Daily walkthrough counts per business, from MongoDB.
+
+    A zone ahead of UTC may already count tomorrow's local date: it is shown too.
+    """
     settings = settings_from_env()
-    first = (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
+    first = (datetime.now(UTC).date() - timedelta(days=days - 1)).isoformat()
     query: dict[str, Any] = {"date": {"$gte": first}}
     if businesses:
         query["business_id"] = {"$in": list(businesses)}
     client = _mongo(settings)
     try:
-        rows = list(client[settings.mongo_db][COUNTS].find(query, {"_id": 0}))
+        counts = client[settings.mongo_db][COUNTS]
+        rows = list(counts.find(query, {"_id": 0}))
+        if not rows:
+            raise click.ClickException(_why_empty(counts, first, businesses))
     finally:
         client.close()
     rows.sort(key=lambda r: (r["business_id"], r["date"]))
@@ -350,6 +378,23 @@ def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
         console.print(f"chart written to {plot}")
 
 
+def _why_empty(
+    counts: pymongo.collection.Collection[dict[str, Any]], first: str, businesses: tuple[str, ...]
+) -> str:
+    """What an empty report means: nothing at all, nothing that recent, or no such business."""
+    latest = counts.find_one({}, {"date": 1}, sort=[("date", pymongo.DESCENDING)])
+    if latest is None:
+        return (
+            f"no daily counts in {counts.full_name}: has the dataflow run with MongoDB on "
+            "(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_MONGO_DB)?"
+        )
+    if businesses:
+        known = counts.distinct("business_id", {"business_id": {"$in": list(businesses)}})
+        if not known:
+            return f"no walkthroughs ever counted for business {', '.join(businesses)}"
+    return f"no walkthroughs counted since {first}: the latest local date is {latest['date']}"
+
+
 _SHORT_CHANNEL = {
     "CHANNEL_UNSPECIFIED": "unspecified",
     "EMAIL": "email",
@@ -361,7 +406,11 @@ _SHORT_CHANNEL = {
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     # Imported here: matplotlib is the optional `plot` extra, absent from the service image.
-    import matplotlib as mpl  # noqa: PLC0415
+    try:
+        import matplotlib as mpl  # noqa: PLC0415
+    except ImportError as exc:
+        msg = "--plot needs matplotlib: pip install 'walkthroughs[plot]'"
+        raise click.ClickException(msg) from exc
 
     mpl.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -445,7 +494,7 @@ def doctor(recovery_dir: Path | None) -> None:
     try:
         settings = settings_from_env()
     except WalkthroughsError as exc:
-        console.print(f"[red]settings: {exc}[/red]")
+        _print_check(("settings", False, str(exc)))
         raise SystemExit(1) from exc
     checks: list[Check] = [("settings", True, "all WALKTHROUGHS_* settings are valid")]
     checks += _kafka_checks(settings)
@@ -455,12 +504,17 @@ def doctor(recovery_dir: Path | None) -> None:
         checks.append(("mongodb", True, "off (WALKTHROUGHS_MONGO_ENABLED=0)"))
     checks.append(_schema_check(settings))
     checks.append(_check_recovery(recovery_dir))
-    table = Table("check", "result", "detail")
-    for name, ok, detail in checks:
-        table.add_row(name, "[green]ok[/green]" if ok else "[red]FAIL[/red]", detail)
-    console.print(table)
+    for check in checks:
+        _print_check(check)
     if not all(ok for _, ok, _ in checks):
         raise SystemExit(1)
+
+
+def _print_check(check: Check) -> None:
+    """One line per check, never wrapped: what fails reads whole, and greps."""
+    name, ok, detail = check
+    mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red")
+    click.echo(f"{mark}  {name:<14}  {detail}")
 
 
 def _checked(name: str, check: Callable[[], str]) -> Check:

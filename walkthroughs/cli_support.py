@@ -16,6 +16,8 @@ from rich.console import Console
 from walkthroughs.config import Settings
 from walkthroughs.errors import WalkthroughsError
 from walkthroughs.redaction import scrub
+from walkthroughs.sources.kafka import kafka_failure
+from walkthroughs.startup_mongo import mongo_failure
 
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,7 +29,11 @@ def settings_from_env() -> Settings:
 
 
 def reports_errors(command: F) -> F:
-    """Turn the service's errors and its clients' into a one-line message and exit code 1."""
+    """Turn the service's errors and its clients' into a one-line message and exit code 1.
+
+    Kafka's and MongoDB's errors say what the dataflow would say of them: the server, and the
+    setting to check.
+    """
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -35,8 +41,11 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except WalkthroughsError as exc:
             raise click.ClickException(scrub(str(exc))) from exc
-        except (KafkaException, pymongo.errors.PyMongoError) as exc:
-            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        except KafkaException as exc:
+            kafka = settings_from_env().kafka_config()
+            raise click.ClickException(scrub(kafka_failure(kafka, exc))) from exc
+        except pymongo.errors.PyMongoError as exc:
+            text = mongo_failure(settings_from_env(), exc)
             raise click.ClickException(scrub(text)) from exc
 
     return wrapper  # type: ignore[return-value]

@@ -15,6 +15,7 @@ service (consumers, producers, admin).
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 from walkthroughs.attribution import Rules
 from walkthroughs.codec import TZDATA_ZONES
 from walkthroughs.errors import ConfigError
+from walkthroughs.kafka_properties import PROPERTIES
 from walkthroughs.redaction import HIDDEN, environment_secrets, is_secret_property, redact_uri
 
 PREFIX = "WALKTHROUGHS_"
@@ -205,8 +207,9 @@ class Settings:
             if k.startswith(PREFIX) and k not in _PARSERS and not k.startswith(KAFKA_PREFIX)
         )
         if unknown:
-            msg = f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_PARSERS))}"
-            raise ConfigError(msg)
+            raise ConfigError(
+                "; ".join(f"unknown setting {name}{did_you_mean(name)}" for name in unknown)
+            )
         values: dict[str, Any] = {}
         for name, (attr, parse) in _PARSERS.items():
             if name in environ:
@@ -506,6 +509,20 @@ def _kafka_extra(environ: Mapping[str, str]) -> dict[str, str]:
             _check_int_range(name, value, *_KAFKA_INT_RANGES[prop])
         extra[prop] = value
     return extra
+
+
+def did_you_mean(variable: str) -> str:
+    """A hint naming the setting a misspelt ``WALKTHROUGHS_*`` variable most likely meant.
+
+    Among the service's own settings and every librdkafka property as ``WALKTHROUGHS_KAFKA_*``:
+    ``WALKTHROUGHS_KAFKA_BOOTSTRAPP`` is a pass-through property to librdkafka, which refuses it,
+    but what was meant is ``WALKTHROUGHS_KAFKA_BOOTSTRAP``.
+    """
+    known = [*_PARSERS, *(kafka_variable(p) for p in PROPERTIES)]
+    found = difflib.get_close_matches(variable, known, n=1, cutoff=0.85)
+    if found:
+        return f" (did you mean {found[0]}?)"
+    return " (the README's Configuration section lists the settings)"
 
 
 def kafka_variable(prop: str) -> str:

@@ -27,9 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 
 from walkthroughs import metrics, stopping
+from walkthroughs.kafka_logs import admin_client
 
 log = logging.getLogger(__name__)
 PartitionKey = tuple[str, int]  # (topic, partition)
@@ -65,8 +66,8 @@ class LagMonitor:
     """Measures the lag of the process's partitions from a thread of its own."""
 
     def __init__(self, kafka_config: Mapping[str, str], interval_s: float = LAG_INTERVAL_S) -> None:
-        self._config: dict[str, str | int | float | bool] = dict(kafka_config)
-        self._admin = AdminClient(self._config)
+        self._config = dict(kafka_config)
+        self._admin = admin_client(self._config)
         self._interval_s = interval_s
         self._next: dict[PartitionKey, Callable[[], int]] = {}
         self.highs: dict[PartitionKey, int] = {}  # high watermarks at the last measure
@@ -106,13 +107,14 @@ class LagMonitor:
         while True:
             self._wake.wait(self._interval_s)
             self._wake.clear()
+            self._admin.poll(0)  # serves the client's log events (kafka_logs)
             try:
                 self.measure()
             except KafkaException as exc:  # brokers away: keep the last figures, try again
                 log.warning("lag_unmeasured", extra={"fields": {"error": str(exc.args[0])}})
                 # With a fresh client: librdkafka 2.16's admin client kept asking a restarted
                 # broker with the leader epoch it knew before (FENCED_LEADER_EPOCH, for good).
-                self._admin = AdminClient(self._config)
+                self._admin = admin_client(self._config)
 
 
 _monitor: LagMonitor | None = None

@@ -41,10 +41,20 @@ class JsonFormatter(logging.Formatter):
         return scrub(orjson.dumps(entry, default=str).decode())
 
 
-def configure(level: str) -> None:
-    """Send every logger's records to stderr as JSON lines, at ``level`` and above."""
+class PlainFormatter(logging.Formatter):
+    """Format a record as one line for a person at a terminal (the CLI): level, event, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``level: event key=value ...``."""
+        fields = getattr(record, "fields", None)
+        pairs = " ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, dict) else ""
+        return scrub(f"{record.levelname.lower()}: {record.getMessage()} {pairs}".rstrip())
+
+
+def configure(level: str, formatter: logging.Formatter | None = None) -> None:
+    """Send every logger's records to stderr, one line each (JSON unless told), at ``level``."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter or JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

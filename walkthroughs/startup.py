@@ -17,13 +17,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import (
-    AdminClient,
     ConfigResource,
     ResourceType,
 )
 
-from walkthroughs.config import Settings, kafka_variable
+from walkthroughs.config import Settings, did_you_mean, kafka_variable
 from walkthroughs.errors import ConfigError, StartupError
+from walkthroughs.kafka_logs import DISCARD, admin_client, with_log_relay
 from walkthroughs.redaction import scrub
 from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.sources.kafka import consumer_config, list_partitions
@@ -42,7 +42,7 @@ on the one line a failed start-up prints. A ``WALKTHROUGHS_KAFKA_LOG_LEVEL`` sti
 
 def probe_config(kafka: Mapping[str, str]) -> dict[str, Any]:
     """Return the settings of a start-up check's client: the service's, but quiet at teardown."""
-    return {"log_level": _PROBE_LOG_LEVEL, **kafka}
+    return with_log_relay({"log_level": _PROBE_LOG_LEVEL, **kafka})
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,19 @@ def check_kafka(settings: Settings) -> KafkaFacts:
 
 
 def check_kafka_clients(kafka: Mapping[str, str]) -> None:
-    """Build the service's three kinds of Kafka client: librdkafka checks every property then."""
+    """Build the service's three kinds of Kafka client: librdkafka checks every property then.
+
+    They connect too, as every client does once built: what they log of it is dropped (their
+    job is the properties; ``list_partitions`` reports the cluster).
+    """
     makers: list[tuple[Callable[[dict[str, Any]], Any], dict[str, Any]]] = [
         (Producer, producer_config(probe_config(kafka), delivery_timeout_s=30)),
         (Consumer, consumer_config(probe_config(kafka))),
-        (AdminClient, probe_config(kafka)),
+        (admin_client, probe_config(kafka)),
     ]
     for make, config in makers:
         try:
-            client = make(config)
+            client = make({**config, "logger": DISCARD})
         except KafkaException as exc:
             raise ConfigError(_client_setting_error(kafka, exc)) from exc
         if isinstance(client, Consumer):
@@ -116,7 +120,9 @@ def _client_setting_error(kafka: Mapping[str, str], exc: KafkaException) -> str:
     if prop == "bootstrap.servers":
         return f"WALKTHROUGHS_KAFKA_BOOTSTRAP is rejected by the Kafka client: {text}"
     if prop is not None and prop in kafka:
-        return f"{kafka_variable(prop)} is rejected by the Kafka client: {text}"
+        variable = kafka_variable(prop)
+        hint = did_you_mean(variable) if text.startswith("No such configuration property") else ""
+        return f"{variable} is rejected by the Kafka client: {text}{hint}"
     given = sorted(kafka_variable(p) for p in kafka if p != "bootstrap.servers")
     return (
         f"a WALKTHROUGHS_KAFKA_* setting is rejected by the Kafka client: {text}"
@@ -128,7 +134,7 @@ def topic_max_bytes(
     kafka: Mapping[str, str], topics: tuple[str, ...], timeout_s: float
 ) -> dict[str, int]:
     """Return each topic's ``max.message.bytes`` (the broker's limit on a record batch)."""
-    admin = AdminClient(probe_config(kafka))
+    admin = admin_client(probe_config(kafka))
     resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
     found: dict[str, int] = {}
     try:

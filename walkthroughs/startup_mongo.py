@@ -28,9 +28,8 @@ def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
             refused, or the user may not create the indexes; the message names
             ``WALKTHROUGHS_MONGO_URI`` and never holds its password.
     """
-    shown = redact_uri(settings.mongo_uri)
     timeout_ms = int(settings.startup_timeout.total_seconds() * 1000)
-    where = f"WALKTHROUGHS_MONGO_URI={shown!r}"
+    where = f"WALKTHROUGHS_MONGO_URI={redact_uri(settings.mongo_uri)!r}"
     try:
         client: MongoClient[Doc] = MongoClient(
             settings.mongo_uri,
@@ -49,26 +48,36 @@ def check_mongo(settings: Settings, *, ensure: bool = True) -> None:
             ensure_indexes(db)
         else:  # a read that needs the same authorization, and changes nothing
             db[WALKTHROUGHS].index_information()
-    except OperationFailure as exc:
+    except PyMongoError as exc:
+        raise StartupError(mongo_failure(settings, exc, startup=True)) from exc
+    finally:
+        client.close()
+
+
+def mongo_failure(settings: Settings, exc: PyMongoError, *, startup: bool = False) -> str:
+    """One line for a failed call to MongoDB, naming the setting to check (dataflow and CLI).
+
+    ``startup``: the call had the start-up timeout (and the start-up checks' needs).
+    """
+    where = f"WALKTHROUGHS_MONGO_URI={redact_uri(settings.mongo_uri)!r}"
+    if isinstance(exc, OperationFailure):
         if exc.code == _AUTHENTICATION_FAILED:
-            msg = f"{where}: authentication failed (check the user, password and authSource)"
-        elif exc.code == _UNAUTHORIZED:
-            msg = (
+            return f"{where}: authentication failed (check the user, password and authSource)"
+        if exc.code == _UNAUTHORIZED:
+            return (
                 f"{where}: the user is not authorized on database {settings.mongo_db!r} "
                 "(it must read and write it, and create indexes)"
             )
-        else:
-            msg = f"{where}: MongoDB refused the start-up checks: {_first_line(exc)}"
-        raise StartupError(msg) from exc
-    except PyMongoError as exc:
-        seconds = settings.startup_timeout.total_seconds()
-        msg = (
-            f"cannot reach MongoDB at {shown} within {seconds:.0f}s "
-            f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {type(exc).__name__}"
-        )
-        raise StartupError(msg) from exc
-    finally:
-        client.close()
+        what = "the start-up checks" if startup else "the request"
+        return f"{where}: MongoDB refused {what}: {_first_line(exc)}"
+    shown = redact_uri(settings.mongo_uri)
+    if not startup:
+        return f"cannot reach MongoDB at {shown} (WALKTHROUGHS_MONGO_URI): {type(exc).__name__}"
+    seconds = settings.startup_timeout.total_seconds()
+    return (
+        f"cannot reach MongoDB at {shown} within {seconds:.0f}s "
+        f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {type(exc).__name__}"
+    )
 
 
 def _first_line(exc: PyMongoError) -> str:

@@ -9,15 +9,15 @@ from typing import NamedTuple, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import (
-    AdminClient,
     ConfigResource,
     NewTopic,
     ResourceType,
 )
 
 from walkthroughs.errors import WalkthroughsError
+from walkthroughs.kafka_logs import admin_client
 from walkthroughs.sinks.kafka import CheckedProducer, Headers, producer_config
-from walkthroughs.sources.kafka import consumer_config
+from walkthroughs.sources.kafka import consumer_config, kafka_failure
 
 
 class Record(NamedTuple):
@@ -51,7 +51,7 @@ def ensure_topics(
     Returns the names created. Existing topics are left as they are (their partition count is
     not checked here: co-partitioning of the inputs is not required).
     """
-    admin = AdminClient(dict(kafka_config))
+    admin = admin_client(kafka_config)
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
         NewTopic(
@@ -103,12 +103,11 @@ def describe_topics(
     Raises:
         WalkthroughsError: the cluster cannot be reached.
     """
-    admin = AdminClient(dict(kafka_config))
+    admin = admin_client(kafka_config)
     try:
         meta = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        msg = f"cannot reach Kafka at {kafka_config.get('bootstrap.servers')}: {exc.args[0]}"
-        raise WalkthroughsError(msg) from exc
+        raise WalkthroughsError(kafka_failure(kafka_config, exc)) from exc
     present = [n for n in names if n in meta.topics and meta.topics[n].error is None]
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
     found: dict[str, TopicInfo] = {}

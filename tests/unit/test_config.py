@@ -121,7 +121,7 @@ BAD = [
     ),
     ("WALKTHROUGHS_MONGO_DB", "a.b", "WALKTHROUGHS_MONGO_DB='a.b' is not a database name"),
     ("WALKTHROUGHS_MONGO_DB", "x" * 64, "is not a database name"),
-    ("WALKTHROUGHS_HOLDD", "5s", "unknown setting(s) WALKTHROUGHS_HOLDD"),
+    ("WALKTHROUGHS_HOLDD", "5s", "WALKTHROUGHS_HOLDD (did you mean WALKTHROUGHS_HOLD?)"),
     ("WALKTHROUGHS_LOG_LEVEL", "LOUD", "WALKTHROUGHS_LOG_LEVEL='LOUD' is not a log level"),
     (
         "WALKTHROUGHS_STARTUP_TIMEOUT",

@@ -32,7 +32,7 @@ def start(**env: str) -> tuple[subprocess.CompletedProcess[str], float]:
     ("env", "message"),
     [
         ({"WALKTHROUGHS_HOLD": "soon"}, "WALKTHROUGHS_HOLD='soon' is not a duration"),
-        ({"WALKTHROUGHS_WINDOW": "7d"}, "unknown setting(s) WALKTHROUGHS_WINDOW"),
+        ({"WALKTHROUGHS_WINDOW": "7d"}, "unknown setting WALKTHROUGHS_WINDOW"),
         ({"WALKTHROUGHS_MONGO_URI": "mongodb//x"}, "WALKTHROUGHS_MONGO_URI"),
     ],
     ids=["bad-duration", "unknown-name", "bad-uri"],

@@ -36,6 +36,7 @@ from walkthroughs.codec import WALKTHROUGH_INDEXES, encode_walkthrough
 from walkthroughs.dead_letters import carried_headers
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.framing import frame
+from walkthroughs.kafka_logs import with_log_relay
 from walkthroughs.schema import Attributed, DeadLetter, Tombstone
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def producer_config(
         config["message.max.bytes"] = max_record_bytes
         batch = int(str(config.get("batch.size", max_record_bytes)))
         config["batch.size"] = min(batch, max_record_bytes)
-    return config
+    return with_log_relay(config)
 
 
 def _collect_failure(

@@ -29,6 +29,7 @@ from confluent_kafka.admin import TopicMetadata
 
 from walkthroughs import health, metrics
 from walkthroughs.errors import WalkthroughsError
+from walkthroughs.kafka_logs import with_log_relay
 from walkthroughs.schema import Origin, new_origin
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,26 @@ bounds either to seconds, for one small metadata request per client every 10 s."
 
 def consumer_config(kafka_config: Mapping[str, str]) -> dict[str, object]:
     """Return the settings of our partition consumers (assigned, never subscribed)."""
-    return {
-        # Offsets live in Bytewax recovery; the group id only names the client to the broker.
-        "group.id": "walkthroughs",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",  # retention deleted what we had not read: keep going
-        "enable.partition.eof": False,
-        "fetch.wait.max.ms": 100,
-        # Each partition has its own consumer, so these prefetch bounds are per partition: at
-        # most 5,000 records or 2 MiB, a fraction of a second of reading. librdkafka's defaults
-        # (100,000 records, 64 MiB) times many partitions would rival the state for memory, and
-        # while a stalled sink holds the worker the prefetch is what fills: with these bounds
-        # the process's memory stops growing within a minute however long the backlog grows.
-        "queued.min.messages": 5000,
-        "queued.max.messages.kbytes": 2048,
-        **FRESH_METADATA,
-        **kafka_config,
-    }
+    return with_log_relay(
+        {
+            # Offsets live in Bytewax recovery; the group id only names the client to the broker.
+            "group.id": "walkthroughs",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",  # retention deleted what we had not read: keep going
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 100,
+            # Each partition has its own consumer, so these prefetch bounds are per partition: at
+            # most 5,000 records or 2 MiB, a fraction of a second of reading. librdkafka's defaults
+            # (100,000 records, 64 MiB) times many partitions would rival the state for memory, and
+            # while a stalled sink holds the worker the prefetch is what fills: with these bounds
+            # the process's memory stops growing within a minute however long the backlog grows.
+            "queued.min.messages": 5000,
+            "queued.max.messages.kbytes": 2048,
+            **FRESH_METADATA,
+            **kafka_config,
+        }
+    )
 
 
 Watermarks = dict[str, tuple[int, int]]  # "<topic>#<partition>" -> (low, high) offsets
@@ -99,15 +102,40 @@ def list_partitions(
                 for p in range(n):
                     watermarks[f"{topic}#{p}"] = _watermarks(consumer, topic, p, timeout_s)
     except KafkaException as exc:
-        bootstrap = kafka_config.get("bootstrap.servers")
-        msg = (
-            f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s "
-            f"(WALKTHROUGHS_KAFKA_BOOTSTRAP, WALKTHROUGHS_STARTUP_TIMEOUT): {exc.args[0]}"
-        )
-        raise SourceError(msg) from exc
+        raise SourceError(kafka_failure(kafka_config, exc, timeout_s)) from exc
     finally:
         consumer.close()
     return counts
+
+
+_UNREACHABLE = frozenset(
+    (
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._RESOLVE,
+    )
+)
+
+
+def kafka_failure(
+    kafka_config: Mapping[str, object], exc: KafkaException, timeout_s: float | None = None
+) -> str:
+    """One line for a failed call to Kafka, naming the settings to check (dataflow and CLI).
+
+    ``timeout_s`` is the start-up timeout the call had, if it had that one.
+    """
+    bootstrap = kafka_config.get("bootstrap.servers")
+    error = exc.args[0] if exc.args else None
+    text = error.str() if isinstance(error, KafkaError) else str(exc)
+    if isinstance(error, KafkaError) and error.code() not in _UNREACHABLE:
+        return f"Kafka at {bootstrap} (WALKTHROUGHS_KAFKA_BOOTSTRAP) refused: {text}"
+    if timeout_s is None:
+        return f"cannot reach Kafka at {bootstrap} (WALKTHROUGHS_KAFKA_BOOTSTRAP): {text}"
+    return (
+        f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s "
+        f"(WALKTHROUGHS_KAFKA_BOOTSTRAP, WALKTHROUGHS_STARTUP_TIMEOUT): {text}"
+    )
 
 
 def _counts(
