@@ -236,7 +236,7 @@ def erase(business_id: str, customer_id: str, reason: str) -> None:
     """Ask the service to forget one customer: state, MongoDB documents, output records.
 
     Appends a request to the compacted erasures topic and returns once the broker has it; the
-    running service carries it out (see the README's operator section). Safe to repeat.
+    running service carries it out (docs/operations.md, "Erase a customer"). Safe to repeat.
     """
     settings = settings_from_env()
     for name, value in (("--business", business_id), ("--customer", customer_id)):
@@ -454,7 +454,8 @@ def summary() -> None:
         client.close()
     console.print(
         f"walkthroughs in MongoDB: {total} over {len(per_business)} businesses and "
-        f"{len(days)} local dates (counts sum to {sum(per_business.values())})"
+        f"{len(days)} local dates (counts sum to {sum(per_business.values())})",
+        soft_wrap=True,  # one line, whatever the terminal's width
     )
     table = Table("business", "walkthroughs", title="Top businesses")
     for business, n in per_business.most_common(5):
@@ -466,7 +467,8 @@ def summary() -> None:
     dlq = slice_topic(settings.kafka_config(), settings.dlq_topic)
     for record in iter_slice(settings.kafka_config(), dlq):
         reasons[reason_of(record.headers.get("error", b"").decode(errors="replace"))] += 1
-    table = Table("reason", "records", title=f"Dead letters in {settings.dlq_topic}")
+    console.print(f"dead letters in {settings.dlq_topic}: {reasons.total()}", soft_wrap=True)
+    table = Table("reason", "records", title="Dead letters by reason")
     for reason, n in reasons.most_common():
         table.add_row(reason, str(n))
     console.print(table)

@@ -100,7 +100,7 @@ class Settings:
     allowed_lateness: timedelta = timedelta(hours=24)
     flush_interval: timedelta = timedelta(seconds=5)
     stop_at_end: bool = False
-    # Beyond the contract: operational limits (see README, "Configuration").
+    # Beyond the contract: operational limits (docs/configuration.md).
     startup_timeout: timedelta = timedelta(seconds=30)
     mongo_enabled: bool = True
     mongo_retry_limit: timedelta = timedelta(minutes=2)
@@ -522,7 +522,7 @@ def did_you_mean(variable: str) -> str:
     found = difflib.get_close_matches(variable, known, n=1, cutoff=0.85)
     if found:
         return f" (did you mean {found[0]}?)"
-    return " (the README's Configuration section lists the settings)"
+    return " (docs/configuration.md lists the settings)"
 
 
 def kafka_variable(prop: str) -> str:
@@ -578,8 +578,8 @@ def resumed_window(stored_ns: int, running_ns: int) -> int:
         )
         msg = (
             f"WALKTHROUGHS_ATTRIBUTION_WINDOW is {running}, but the recovery store was written "
-            f"under {stored}: set it back, or start from a new recovery store (see the README, "
-            "'Change the attribution window')"
+            f"under {stored}: set it back, or start from a new recovery store (see "
+            "docs/operations.md, 'Change the attribution window')"
         )
         raise ConfigError(msg)
     return running_ns

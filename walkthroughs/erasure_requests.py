@@ -7,7 +7,7 @@ JSON rather than protobuf: the contract's wire schema has no such message, and a
 write or read a request with ``kcat`` alone. ``reason`` is for the people who read the topic;
 the service never copies it into a log or a metric (it may say who asked, and why).
 
-A tombstone (no value) under a request's key withdraws the request record: the README tells
+A tombstone (no value) under a request's key withdraws the request record: docs/operations.md tells
 operators to write one once no replay can need the request. It changes nothing and is never
 dead-lettered (its key holds the customer's ids). Any other record that is not such a request
 becomes a dead letter like any bad input record.

@@ -119,9 +119,10 @@ def test_an_erasure_survives_a_crash_and_a_replay_of_the_request(
 def test_a_tombstone_of_the_request_changes_nothing_and_is_never_dead_lettered(
     driver: FlowDriver,
 ) -> None:
-    """The README's way to delete a request record: a tombstone under its key. The erasure
-    stands (later events are still dropped), nothing is erased again, and the DLQ never sees
-    the key, which holds the customer's ids; a tombstone whose key names no customer is bad."""
+    """The operators' way (docs/operations.md) to delete a request record: a tombstone under its
+    key. The erasure stands (later events are still dropped), nothing is erased again, and the
+    DLQ never sees the key, which holds the customer's ids; a tombstone whose key names no
+    customer is bad."""
     i = driver.inputs
     steps: list[Step] = [
         i.message("m1", "b1", "gone", T0 - HOUR),

@@ -28,7 +28,7 @@ def test_the_closest_setting_is_suggested(typo: str, meant: str) -> None:
 
 
 def test_nothing_close_points_to_the_list_instead() -> None:
-    assert "Configuration section" in did_you_mean("WALKTHROUGHS_COLOUR_OF_THE_SKY")
+    assert "docs/configuration.md" in did_you_mean("WALKTHROUGHS_COLOUR_OF_THE_SKY")
 
 
 def test_an_unknown_setting_is_one_short_line() -> None:
