@@ -1,80 +1,45 @@
-"""The attribution lifecycle, rule by rule, with an explicit processing time."""
+"""The rule, hold, revisions, duplicates and late events, a batch at a time.
+
+Modules: ``attribution.engine``, ``customer``, ``crowded``.
+"""
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
 
 import pytest
 
+from tests.attribution_support import (
+    HOLD,
+    LATENESS,
+    ORIGIN,
+    RULES,
+    WINDOW,
+    H,
+    S,
+    T,
+    ids,
+    msg,
+    step,
+    tick,
+    walkin,
+)
 from tests.reference import expected_walkthroughs
 from walkthroughs.attribution import (
-    STATE_SHARDS,
-    Output,
     Rules,
     Shard,
-    customer_hash,
     customer_key,
     finish,
     process_batch,
-    shard_of,
-    shard_of_hash,
-    split_customer_key,
 )
 from walkthroughs.attribution.crowded import CrowdedCustomer
-from walkthroughs.attribution.customer import CROWDED, Customer
-from walkthroughs.attribution.records import M_CAMPAIGN, W_BEST, W_DECIDED, W_LOCATION, W_READ
-from walkthroughs.attribution.snapshot import STATE_FORMAT, encode
-from walkthroughs.config import resumed_window
-from walkthroughs.errors import ConfigError
+from walkthroughs.attribution.customer import CROWDED
 from walkthroughs.schema import (
     Attributed,
     Channel,
     DeadLetter,
-    MessageEvent,
-    Origin,
     Reason,
-    WalkInEvent,
 )
-
-S = 1_000_000_000
-H = 3600 * S
-T = 1_900_000_000 * S  # event time of the walk-ins
-WINDOW, HOLD, LATENESS = 7 * 24 * H, 30 * S, 24 * H
-RULES = Rules(WINDOW, HOLD, LATENESS)
-ORIGIN = Origin("walkins", 2, 41, b"k", b"v")
-
-
-def msg(mid: str, sent_at: int, channel: int = Channel.EMAIL) -> MessageEvent:
-    return MessageEvent(mid, "b", "c", sent_at, channel, "camp")
-
-
-def walkin(wid: str = "w", started_at: int = T) -> WalkInEvent:
-    return WalkInEvent(wid, "b", "c", "loc", started_at, "2030-03-17")
-
-
-def ids(outputs: Sequence[object]) -> list[tuple[str, str]]:
-    return [
-        (o.walkthrough.walkin_id, o.walkthrough.message_id)
-        for o in outputs
-        if isinstance(o, Attributed)
-    ]
-
-
-def step(
-    shard: Shard,
-    event: MessageEvent | WalkInEvent,
-    now: int,
-    rules: Rules = RULES,
-    origin: Origin = ORIGIN,
-) -> list[Output]:
-    """One event read at ``now``, as a batch of its own."""
-    return process_batch(shard, [(event, origin)], now, rules)
-
-
-def tick(shard: Shard, now: int, rules: Rules = RULES) -> list[Output]:
-    """A timer tick at ``now``: a batch without events."""
-    return process_batch(shard, (), now, rules)
 
 
 def test_first_decision_waits_for_hold_and_uses_messages_read_meanwhile() -> None:
@@ -287,181 +252,3 @@ def test_finish_makes_pending_first_decisions_at_end_of_input() -> None:
     step(shard, walkin(), 0)
     assert ids(finish(shard, 1, RULES)) == [("w", "m1")]
     assert tick(shard, HOLD) == []
-
-
-def test_state_survives_a_pickle_round_trip_with_its_timers() -> None:
-    shard = Shard()
-    step(shard, msg("m1", T - H), 0)
-    step(shard, walkin(), 0)
-    restored = pickle.loads(pickle.dumps(shard))
-    assert restored.next_deadline_ns() == HOLD
-    assert ids(tick(restored, HOLD)) == [("w", "m1")]
-
-
-def test_a_shard_resumed_under_another_window_refuses_and_names_the_setting() -> None:
-    shard = Shard(window_ns=WINDOW)
-    step(shard, msg("m1", T - H), 0)
-    step(shard, walkin(), 0)
-    stored = Shard.resumed(pickle.loads(pickle.dumps(shard.snapshot())))
-    assert stored.window_ns == WINDOW  # the snapshot keeps the window
-    with pytest.raises(ConfigError, match=r"WALKTHROUGHS_ATTRIBUTION_WINDOW is 3d.* under 7d"):
-        resumed_window(stored.window_ns, 3 * 24 * H)
-    assert resumed_window(stored.window_ns, WINDOW) == WINDOW
-    assert ids(tick(stored, HOLD)) == [("w", "m1")]
-    # a shard that never said its window (benches, the in-memory engine) is taken as it is
-    assert resumed_window(Shard.resumed(pickle.loads(pickle.dumps(Shard()))).window_ns, WINDOW) == (
-        WINDOW
-    )
-
-
-def test_ids_with_separators_never_share_state() -> None:
-    shard = Shard()
-    step(shard, MessageEvent("m", "a:b", "c", T - H, 1, ""), 0)
-    step(shard, WalkInEvent("w", "a", "b:c", "", T, "2030-03-17"), 0)
-    assert tick(shard, HOLD) == []
-    assert len(shard) == 2
-
-
-def test_shard_keys_are_bounded_and_stable() -> None:
-    keys = {shard_of(f"b{i}", f"c{i}") for i in range(20_000)}
-    assert len(keys) == STATE_SHARDS
-    assert shard_of("business", "customer") == "r43-1678"  # pinned: part of the recovery format
-
-
-def test_the_claim_step_places_a_customer_by_its_owner_hash_as_shard_of_does() -> None:
-    pairs = [(f"b{i % 37}", f"c{i}") for i in range(5_000)] + [("", "\x00"), ("é", "ü" * 300)]
-    for business, customer in pairs:
-        assert shard_of_hash(customer_hash(business, customer)) == shard_of(business, customer)
-
-
-@pytest.mark.parametrize(
-    ("window", "hold", "lateness"),
-    [(0, 0, 0), (1, 2, 1), (1, -1, 1)],
-    ids=["no-window", "hold-over-lateness", "negative-hold"],
-)
-def test_rules_reject_impossible_timings(window: int, hold: int, lateness: int) -> None:
-    with pytest.raises(ValueError, match=r"must be positive|hold"):
-        Rules(window, hold, lateness)
-
-
-def test_every_walkin_field_survives_a_pickle_round_trip() -> None:
-    shard = Shard()
-    step(shard, msg("m1", T - H), 0)
-    step(shard, walkin(), 5)
-    before = _customer(shard, "b", "c").records()[1][0]
-    after = _customer(Shard.restore(shard.snapshot().blob()), "b", "c").records()[1][0]
-    assert after == before
-    assert after[W_BEST] is not None
-    assert (after[W_READ], after[W_DECIDED], after[W_LOCATION]) == (5, False, "loc")
-
-
-def test_a_snapshot_of_another_state_format_is_refused_with_a_reason() -> None:
-    blob = encode((STATE_FORMAT + 1, {}, 0, 0, 0, 0))
-    with pytest.raises(ValueError, match=f"state format {STATE_FORMAT + 1}"):
-        Shard.restore(blob)
-
-
-@pytest.mark.parametrize(
-    ("business", "customer"), [("a:b", "c"), ("a", "b:c"), ("", "x"), ("1:", ""), ("é", "😀")]
-)
-def test_customer_keys_split_back_into_their_ids(business: str, customer: str) -> None:
-    assert split_customer_key(customer_key(business, customer)) == (business, customer)
-
-
-def test_a_packed_customer_keeps_best_the_stored_message_and_its_timer() -> None:
-    shard = Shard(live_limit=0)  # packs every customer after every batch
-    step(shard, MessageEvent("m1", "b", "c", T - H, 1, "campaign"), 0)
-    step(shard, WalkInEvent("w", "b", "c", "loc", T, "2030-03-17"), 0)
-    unpacked = _customer(shard, "b", "c")
-    messages, walkins, _, _ = unpacked.records()
-    assert walkins[0][W_BEST] is messages[0]
-    assert messages[0][M_CAMPAIGN] == "campaign"
-    assert unpacked.due_ns == HOLD
-    assert shard.retained() == (1, 1)
-    assert ids(tick(shard, HOLD)) == [("w", "m1")]  # the timer fires on a packed one
-
-
-def test_a_shard_packs_its_least_recently_used_customers_down_to_half_its_limit() -> None:
-    shard = Shard(live_limit=4)
-    for c in ("c1", "c2", "c3"):
-        step(shard, MessageEvent(f"m-{c}", "b", c, T - H, 1, ""), 0)
-
-    def live(c: str) -> bool:  # a live customer is the same object each time it is looked at
-        key = customer_key("b", c)
-        return shard.customer(key) is shard.customer(key)
-
-    assert [live(c) for c in ("c1", "c2", "c3")] == [True, True, True]
-    pickle.dumps(shard)  # a plain pickle leaves them live
-    shard.snapshot()  # so does a snapshot of a small shard
-    assert [live(c) for c in ("c1", "c2", "c3")] == [True, True, True]
-    shard.live_limit = 2
-    shard.end_batch()
-    assert [live(c) for c in ("c1", "c2", "c3")] == [False, False, True]
-    assert (len(shard), shard.retained()) == (3, (3, 0))
-    snapshot = shard.snapshot()  # a large shard's snapshot packs them all, in place
-    assert [live(c) for c in ("c1", "c2", "c3")] == [False, False, False]
-    assert Shard.restore(snapshot.blob()).retained() == (3, 0)
-
-
-def test_a_hot_customer_stays_live_through_snapshots_and_packing() -> None:
-    shard = Shard(live_limit=2)
-    hot = [(msg(f"m{i}", T - i * S), ORIGIN) for i in range(CROWDED + 1)]
-    process_batch(shard, hot, 0, RULES)
-    for c in ("c1", "c2", "c3"):
-        step(shard, MessageEvent(f"m-{c}", "b", c, T - H, 1, ""), 0)
-    step(shard, msg("again", T), 0)  # touched last: the most recently used
-    shard.snapshot()
-    key = customer_key("b", "c")
-    assert isinstance(shard.customer(key), CrowdedCustomer)
-    assert shard.customer(key) is shard.customer(key)
-    assert shard.retained() == (CROWDED + 5, 0)
-    restored = Shard.restore(shard.snapshot().blob())
-    assert isinstance(restored.customer(key), CrowdedCustomer)  # indexed again when unpacked
-    assert restored.retained() == (CROWDED + 5, 0)
-
-
-def _customer(shard: Shard, business: str, customer: str) -> Customer | CrowdedCustomer:
-    state = shard.customer(customer_key(business, customer))
-    assert state is not None
-    return state
-
-
-def test_a_snapshot_is_compressed() -> None:
-    shard = Shard()
-    for c in range(50):
-        step(shard, MessageEvent(f"m{c}", "business", f"c{c}", T - H, 1, "camp"), 0)
-    blob = shard.snapshot().blob()
-    assert blob[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
-    assert len(blob) * 3 < len(pickle.dumps(shard))
-    assert Shard.restore(blob).retained() == (50, 0)
-
-
-def test_finish_unpacks_only_customers_that_may_have_a_pending_walkin() -> None:
-    shard = Shard()
-    step(shard, msg("m1", T - H), 0)  # customer c: a walk-in pending
-    step(shard, walkin(), 0)
-    step(shard, MessageEvent("m2", "b", "other", T - H, 1, ""), 0)  # nothing to do
-    restored = Shard.restore(shard.snapshot().blob())
-    assert ids(finish(restored, 1, RULES)) == [("w", "m1")]
-    other = customer_key("b", "other")
-    assert restored.customer(other) is not restored.customer(other)  # still packed
-
-
-def test_a_snapshot_is_what_the_shard_was_and_unpickles_as_a_shard() -> None:
-    shard = Shard()
-    step(shard, msg("m1", T - H), 0)
-    snapshot = shard.snapshot()
-    step(shard, walkin(), 0)  # after the snapshot: not in it
-    step(shard, msg("m2", T - H), 0)
-    restored = pickle.loads(pickle.dumps(snapshot))  # what Bytewax stores and resumes from
-    assert isinstance(restored, Shard)
-    assert restored.retained() == (1, 0)
-    assert shard.retained() == (2, 1)
-
-
-def test_a_resumed_state_key_is_a_shard() -> None:
-    shard = Shard()
-    step(shard, msg("m1", T - H), 0)
-    assert Shard.resumed(pickle.loads(pickle.dumps(shard.snapshot()))).retained() == (1, 0)
-    with pytest.raises(TypeError, match="is a str"):
-        Shard.resumed("not a shard")
