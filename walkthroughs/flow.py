@@ -1,13 +1,18 @@
 """The dataflow: Bytewax wiring only. Every decision is made in codec, claims and attribution.
 
-    read_inputs -> decode (a poll at a time, one parcel per destination) -> split_bad_records
-        -> split_walkins: walk-ins -> claim_walkin_ids (per id route, marks reused ids)
-                          -> carry_to_customers (one bundle per worker) -> key_by_customer
-        + messages + erasure requests -> attribute (per customer route) -> split_decisions
-        walkthroughs -> write_walkthroughs (Kafka) + write_mongo (by sink partition)
-        the rest -> split_late: late, reused -> write_dlq (with bad records)
-                                erased -> tombstone_erased -> write_walkthroughs
-                                          + write_mongo (deletes, recounts, older tombstones)
+    read_inputs -> decode (a poll at a time, one parcel per destination)
+    -> sort: bad records | walk-ins | messages and erasure requests
+       walk-ins -> claim_walkin_ids (per id route, marks reused ids)
+                -> carry_to_customers (one bundle per worker) -> key_by_customer
+    -> attribute (per customer route, walk-ins with the rest)
+    -> sort_results: walkthroughs | late and reused (-> write_dlq, with bad records) | erased
+    -> topic_records (walkthroughs, then tombstones of the erased) -> write_walkthroughs
+    -> mongo_writes (by sink partition: documents, deletes, recounts) -> write_mongo
+
+The stages (``sort``, ``sort_results``, ``topic_records``, ``mongo_writes``) are composite
+operators of stateless steps only: a step in a composite gets the composite's id in its own,
+and the ids of stateful and I/O steps are part of the recovery format
+(``tests/flow/test_step_ids.py``).
 
 What moves between steps are parcels (``walkthroughs.parcels``): Bytewax's cost is paid per
 item, so each step hands on one item per destination and batch, not one per event. An event
@@ -31,7 +36,7 @@ from itertools import chain
 from typing import Any, TypeGuard, TypeVar, cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import DynamicSource, Source, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
@@ -125,34 +130,93 @@ def build_flow(
     op.input("count_workers", flow, WorkerCount(cluster))  # reads nothing; see Cluster
     raw: Stream[Origin] = op.input("read_inputs", flow, source)
     decode = _decoder(message_topics, erasure_topics, timezone_aliases)
-    decoded = op.flat_map_batch("decode", raw, decode)  # (destination, parcel)
-    checked = op.branch("split_bad_records", decoded, _holds(DeadLetters))
-    kinds = op.branch("split_walkins", checked.falses, _holds(Walkins))
-    claimed = op.stateful_batch("claim_walkin_ids", kinds.trues, build_claims)
+    decoded = sort_decoded("sort", op.flat_map_batch("decode", raw, decode))
+    claimed = op.stateful_batch("claim_walkin_ids", decoded.walkins, build_claims)
     bundles = op.map("key_by_worker", claimed, _forwarded)  # (carrier, Bundle)
     carried = op.stateful_batch("carry_to_customers", bundles, _carry)  # to the routes' worker
     walkins = op.flat_map("key_by_customer", carried, _unbundled)  # reused ids too: ReusedWalkIn
-    customers = cast(Stream[tuple[str, Events]], kinds.falses)  # messages, erasure requests
-    events = op.merge("merge_events", customers, walkins)  # (customer route, Events)
-    results = op.stateful_batch("attribute", events, build_logic)  # (route, parcel of outputs)
-    decisions = op.branch("split_decisions", results, _holds(Decisions))
-    late = op.branch("split_late", decisions.falses, _holds(DeadLetters))  # the rare ones
-    erased = cast(Stream[tuple[str, Erasures]], late.falses)
-    dead = op.merge("merge_dead_letters", checked.trues, late.trues)
-    op.output("write_dlq", dead, sinks.dead_letters)
-    # Tombstones of what state held go through the walkthroughs' own producer, after them.
-    # Ghosts' ids may belong to another customer by now: MongoDB knows (see ``schema.Erased``).
-    tombstones = op.map(
-        "tombstone_erased", erased, partial(_tombstones, with_ghosts=sinks.mongo is None)
+    events = op.merge("merge_events", decoded.events, walkins)  # (customer route, Events)
+    results = sort_results("sort_results", op.stateful_batch("attribute", events, build_logic))
+    op.output(
+        "write_dlq", op.merge("merge_dead_letters", decoded.bad, results.late), sinks.dead_letters
     )
-    to_topic = op.merge("merge_topic_records", decisions.trues, tombstones)
+    ghosts = sinks.mongo is None
+    to_topic = topic_records("topic_records", results.decisions, results.erased, ghosts)
     op.output("write_walkthroughs", to_topic, sinks.walkthroughs)
     if sinks.mongo is not None:
-        by_business = op.flat_map("key_by_business", decisions.trues, _documents_by_partition)
-        erasures = op.flat_map("key_erasures_by_business", erased, _erasures_by_partition)
-        to_mongo = op.merge("merge_mongo_writes", by_business, erasures)
+        to_mongo = mongo_writes("mongo_writes", results.decisions, results.erased)
         op.output("write_mongo", to_mongo, sinks.mongo)
     return flow
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What ``decode`` made, by destination."""
+
+    bad: Stream[tuple[str, DeadLetters]]  # by source partition, to the DLQ
+    walkins: Stream[tuple[str, Walkins]]  # by id route, to the walk-in id registry
+    events: Stream[tuple[str, Events]]  # messages and erasure requests, by customer route
+
+
+@operator
+def sort_decoded(step_id: str, up: Stream[tuple[str, Parcel]]) -> Decoded:
+    """Bad records apart, then walk-ins apart from the customers' other events."""
+    checked = op.branch("split_bad_records", up, _holds(DeadLetters))
+    kinds = op.branch("split_walkins", checked.falses, _holds(Walkins))
+    return Decoded(checked.trues, kinds.trues, _the_rest(kinds.falses, Events))
+
+
+@dataclass(frozen=True)
+class Results:
+    """What ``attribute`` made, by kind."""
+
+    decisions: Stream[tuple[str, Decisions]]  # walkthroughs, first and revised
+    late: Stream[tuple[str, DeadLetters]]  # late events and reused walk-in ids: the rare ones
+    erased: Stream[tuple[str, Erasures]]  # what erasures removed from state
+
+
+@operator
+def sort_results(step_id: str, up: Stream[tuple[str, Parcel]]) -> Results:
+    """Walkthroughs apart, then dead letters apart from erasure reports."""
+    decisions = op.branch("split_decisions", up, _holds(Decisions))
+    late = op.branch("split_late", decisions.falses, _holds(DeadLetters))
+    return Results(decisions.trues, late.trues, _the_rest(late.falses, Erasures))
+
+
+@operator
+def topic_records(
+    step_id: str,
+    decisions: Stream[tuple[str, Decisions]],
+    erased: Stream[tuple[str, Erasures]],
+    with_ghosts: bool,
+) -> Stream[tuple[str, Decisions | Tombstones]]:
+    """Walkthroughs, then tombstones of what erasures removed, for the output topic.
+
+    Tombstones go through the walkthroughs' own producer, after them. Ghosts' ids may belong to
+    another customer by now: without MongoDB to ask, they are tombstoned here; with it, the
+    MongoDB sink knows (see ``schema.Erased``).
+    """
+    tombstones = op.map("tombstone_erased", erased, partial(_tombstones, with_ghosts=with_ghosts))
+    return op.merge("merge_topic_records", decisions, tombstones)
+
+
+@operator
+def mongo_writes(
+    step_id: str, decisions: Stream[tuple[str, Decisions]], erased: Stream[tuple[str, Erasures]]
+) -> Stream[tuple[str, Documents | Erasures]]:
+    """Walkthroughs and erasures, by MongoDB sink partition (one writer per business)."""
+    by_business = op.flat_map("key_by_business", decisions, _documents_by_partition)
+    erasures = op.flat_map("key_erasures_by_business", erased, _erasures_by_partition)
+    return op.merge("merge_mongo_writes", by_business, erasures)
+
+
+def _the_rest(stream: Stream[tuple[str, Parcel]], kind: type[P]) -> Stream[tuple[str, P]]:
+    """The falses of the last branch of a split: by then, only ``kind`` is left.
+
+    A branch's predicate narrows its trues, not its falses; this says what the falses hold.
+    """
+    del kind  # the type is for the checker; the branches before made it so
+    return cast(Stream[tuple[str, P]], stream)
 
 
 def _decoder(
