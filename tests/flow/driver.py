@@ -354,6 +354,11 @@ class Engine:
 ENGINES = (Engine("run_main", 1), Engine("cluster_main-2w", 2))
 
 
+def existing_store(directory: Path) -> RecoveryConfig:
+    """A recovery store that was made before (``recovery_store``), to resume from."""
+    return _recovery_config(str(directory))
+
+
 def recovery_store(directory: Path, partitions: int = 1) -> RecoveryConfig:
     """A fresh recovery store (``bytewax.recovery``), kept across the runs of one test."""
     directory.mkdir(parents=True, exist_ok=True)
