@@ -3,7 +3,7 @@
 Settings come from the ``WALKTHROUGHS_*`` environment (see README); a bad one stops the process
 here, at start-up, with a message naming it. SIGTERM (what Kubernetes sends) is turned into the
 interrupt Bytewax handles like Ctrl-C, and into a stop request that ends every sink's waiting
-(``walkthroughs.stopping``): workers stop, sinks are closed; the epoch in progress is not
+(``walkthroughs.runtime.stopping``): workers stop, sinks are closed; the epoch in progress is not
 committed and is replayed on restart.
 """
 
@@ -11,10 +11,10 @@ import os
 import signal
 import sys
 
-from walkthroughs import stopping
-from walkthroughs.app import build_from_env
+from walkthroughs.dataflow.app import build_from_env
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.redaction import scrub
+from walkthroughs.runtime import stopping
+from walkthroughs.runtime.redaction import scrub
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from walkthroughs import traffic
 from walkthroughs.attribution import Engine
-from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
+from walkthroughs.tools import traffic
+from walkthroughs.wire.schema import MessageEvent, Origin, WalkInEvent
 
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
 REPO = Path(__file__).resolve().parent.parent

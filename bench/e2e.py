@@ -32,17 +32,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.common import REPO, precompile, report
-from walkthroughs import traffic
-from walkthroughs.app import tune_gc
 from walkthroughs.attribution import Engine, Event, Output
-from walkthroughs.codec import decode_record
-from walkthroughs.config import DEFAULT_RULES
-from walkthroughs.schema import Attributed, DeadLetter, Origin
+from walkthroughs.dataflow.app import tune_gc
+from walkthroughs.runtime.config import DEFAULT_RULES
 from walkthroughs.sinks.kafka import dead_letter_record, producer_config, walkthrough_record
 from walkthroughs.sources.kafka import consumer_config
 from walkthroughs.testing.hostile import hostile_record
 from walkthroughs.testing.ports import free_ports
-from walkthroughs.topics import ensure_topics, produce
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import ensure_topics, produce
+from walkthroughs.wire.codec import decode_record
+from walkthroughs.wire.schema import Attributed, DeadLetter, Origin
 
 BOOTSTRAP = os.environ.get("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO_URI = os.environ.get("BENCH_MONGO_URI", "mongodb://127.0.0.1:27017")

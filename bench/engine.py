@@ -10,7 +10,7 @@ import time
 
 from bench.common import good_traffic, median_of, report, run_engine
 from walkthroughs.attribution import Engine
-from walkthroughs.config import DEFAULT_RULES
+from walkthroughs.runtime.config import DEFAULT_RULES
 
 
 def main() -> None:

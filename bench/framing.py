@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from bench.common import good_traffic, report
-from walkthroughs.codec import decode_message, decode_walkin
-from walkthroughs.framing import frame
+from walkthroughs.wire.codec import decode_message, decode_walkin
+from walkthroughs.wire.framing import frame
 
 
 def per_record_ns(decode: Callable[[bytes], object], values: list[bytes]) -> float:

@@ -23,8 +23,8 @@ import time
 
 from bench.common import median_of, report
 from walkthroughs.attribution import Event, Shard, process_batch
-from walkthroughs.config import DEFAULT_RULES
-from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
+from walkthroughs.runtime.config import DEFAULT_RULES
+from walkthroughs.wire.schema import MessageEvent, Origin, WalkInEvent
 
 ORIGIN = Origin("bench", 0, 0, None, b"")
 WALKINS = 50

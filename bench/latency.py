@@ -20,12 +20,12 @@ from confluent_kafka import Producer
 
 from bench.common import REPO, report
 from bench.e2e import BOOTSTRAP, PARTITIONS, env
-from walkthroughs import traffic
-from walkthroughs.codec import encode_message, encode_walkin
-from walkthroughs.schema import MessageEvent, WalkInEvent
 from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.testing.ports import free_ports
-from walkthroughs.topics import ensure_topics, produce
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import ensure_topics, produce
+from walkthroughs.wire.codec import encode_message, encode_walkin
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 METRIC = "walkthroughs_decision_latency_seconds"
 

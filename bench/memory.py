@@ -17,11 +17,11 @@ import resource
 import time
 
 from bench.common import report, run_engine
-from walkthroughs import traffic
 from walkthroughs.attribution import Engine, Shard
-from walkthroughs.codec import decode_message, decode_walkin
-from walkthroughs.config import DEFAULT_RULES
-from walkthroughs.schema import MessageEvent, WalkInEvent
+from walkthroughs.runtime.config import DEFAULT_RULES
+from walkthroughs.tools import traffic
+from walkthroughs.wire.codec import decode_message, decode_walkin
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 
 def rss_bytes() -> int:

@@ -24,8 +24,8 @@ from pymongo.database import Database
 
 from bench.common import report
 from bench.e2e import MONGO_URI
-from walkthroughs.schema import Walkthrough
 from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes, write_walkthroughs
+from walkthroughs.wire.schema import Walkthrough
 
 BATCH_SIZES = (100, 1000)
 

@@ -30,9 +30,9 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import REPO, report
 from bench.e2e import BOOTSTRAP, PARTITIONS, env
-from walkthroughs import traffic
 from walkthroughs.testing.recovery import init_recovery, latest_shard_snapshots
-from walkthroughs.topics import ensure_topics, produce
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import ensure_topics, produce
 
 LIVE_SHARE = 0.9  # the generator gives about 90% of its customers at least one event
 INTERVALS = ["-s", "5", "-b", "60"]  # snapshot and backup intervals of k8s/configmap.yaml

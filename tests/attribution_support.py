@@ -13,7 +13,7 @@ from walkthroughs.attribution import (
 )
 from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import Customer
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     Attributed,
     Channel,
     MessageEvent,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-from walkthroughs.schema import MessageEvent, WalkInEvent, Walkthrough
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent, Walkthrough
 
 
 class OfACustomer(Protocol):

@@ -2,6 +2,6 @@
 
 import sys
 
-from walkthroughs.cli import main
+from walkthroughs.tools.cli import main
 
 sys.exit(main())

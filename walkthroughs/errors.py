@@ -7,7 +7,7 @@ outage and is allowed to crash the worker, so that the supervisor restarts it fr
 
 from __future__ import annotations
 
-from walkthroughs.schema import Reason
+from walkthroughs.wire.schema import Reason
 
 
 class WalkthroughsError(Exception):

@@ -1,8 +1,8 @@
 """A broker-less driver for the real dataflow: our "TopologyTestDriver".
 
-``FlowDriver.run`` builds ``walkthroughs.flow.build_flow`` exactly as ``app.py`` does, but with a
-``TestingSource`` that plays a *script*, ``TestingSink``s for every sink of ``Sinks``, and an
-injected clock the script moves. Everything runs in-process, under ``run_main`` or
+``FlowDriver.run`` builds ``walkthroughs.dataflow.flow.build_flow`` exactly as ``app.py`` does,
+but with a ``TestingSource`` that plays a *script*, ``TestingSink``s for every sink of
+``Sinks``, and an injected clock the script moves. Everything runs in-process, under ``run_main`` or
 ``cluster_main`` with 2 worker threads (``Engine``), with or without a recovery store.
 
 How time is made deterministic without sleeping:
@@ -43,11 +43,13 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 
 from tests.reference import expected_walkthroughs
 from walkthroughs.attribution import Rules, shard_of
-from walkthroughs.clock import FakeClock
-from walkthroughs.codec import encode_message, encode_walkin, local_date
-from walkthroughs.erasure_requests import encode_request
-from walkthroughs.flow import Sinks, build_flow
-from walkthroughs.schema import (
+from walkthroughs.dataflow.flow import Sinks, build_flow
+from walkthroughs.runtime.clock import FakeClock
+from walkthroughs.sinks.partitions import partition_of
+from walkthroughs.tools.traffic import Traffic
+from walkthroughs.wire.codec import encode_message, encode_walkin, local_date
+from walkthroughs.wire.erasure_requests import encode_request
+from walkthroughs.wire.schema import (
     Attributed,
     Channel,
     DeadLetter,
@@ -59,8 +61,6 @@ from walkthroughs.schema import (
     WalkInEvent,
     Walkthrough,
 )
-from walkthroughs.sinks.partitions import partition_of
-from walkthroughs.traffic import Traffic
 
 T = TypeVar("T")
 
@@ -95,8 +95,8 @@ def mongo_key(business_id: str) -> str:
 class Unpacking(DynamicSink[tuple[str, list[T]]]):
     """A ``TestingSink`` for parcels: ``(key, record)`` for every record, in the order written.
 
-    The dataflow hands its sinks one parcel per destination and batch (``walkthroughs.parcels``);
-    the tests look at records.
+    The dataflow hands its sinks one parcel per destination and batch
+    (``walkthroughs.dataflow.parcels``); the tests look at records.
     """
 
     def __init__(self, written: list[tuple[str, T]]) -> None:

@@ -19,7 +19,7 @@ from tests.flow.driver import (
     Step,
 )
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.schema import Origin, Reason, Walkthrough
+from walkthroughs.wire.schema import Origin, Reason, Walkthrough
 
 STARTED = Timestamp(seconds=T0 // 10**9)
 

@@ -22,9 +22,9 @@ from tests.flow.driver import (
     mongo_key,
     state_key,
 )
-from walkthroughs import traffic
-from walkthroughs.erasure_requests import request_key
-from walkthroughs.schema import Erased, Reason
+from walkthroughs.tools import traffic
+from walkthroughs.wire.erasure_requests import request_key
+from walkthroughs.wire.schema import Erased, Reason
 
 
 def test_an_erased_customer_leaves_nothing_and_the_others_stay_exact(driver: FlowDriver) -> None:

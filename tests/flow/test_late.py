@@ -20,7 +20,7 @@ from tests.flow.driver import (
     Step,
     state_key,
 )
-from walkthroughs.schema import Reason
+from walkthroughs.wire.schema import Reason
 
 
 def test_message_for_a_walkin_already_let_go_is_late_and_credits_nothing(

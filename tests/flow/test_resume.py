@@ -30,8 +30,8 @@ from tests.flow.driver import (
     daily_counts,
     make_rules,
 )
-from walkthroughs import traffic
 from walkthroughs.errors import ConfigError
+from walkthroughs.tools import traffic
 
 RUN_MAIN, CLUSTER_MAIN = ENGINES
 CRASHES = [

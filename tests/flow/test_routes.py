@@ -13,7 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from bytewax.testing import TestingSink, TestingSource, cluster_main
 
-from walkthroughs.routes import NAMES, worker_of
+from walkthroughs.utils.routes import NAMES, worker_of
 
 _cluster_main = cast(Callable[..., None], cluster_main)
 

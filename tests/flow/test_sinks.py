@@ -17,7 +17,7 @@ from tests.flow.driver import (
     mongo_key,
     state_key,
 )
-from walkthroughs import traffic
+from walkthroughs.tools import traffic
 
 
 def test_generated_traffic_reaches_every_sink_keyed_for_its_writer(driver: FlowDriver) -> None:

@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
 from tests.flow.driver import MESSAGE_TOPICS, make_rules
-from walkthroughs.flow import Sinks, build_flow
+from walkthroughs.dataflow.flow import Sinks, build_flow
 
 STATEFUL = {"claim_walkin_ids", "carry_to_customers", "attribute"}
 INPUTS_OUTPUTS = {"count_workers", "read_inputs", "write_dlq", "write_walkthroughs"}

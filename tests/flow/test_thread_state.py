@@ -18,7 +18,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, TestingSource, cluster_main
 
-from walkthroughs.flow import Cluster, WorkerCount
+from walkthroughs.dataflow.flow import Cluster, WorkerCount
 
 _cluster_main = cast(Callable[..., None], cluster_main)
 _calls = threading.local()

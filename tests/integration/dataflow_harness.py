@@ -23,11 +23,11 @@ from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
-from walkthroughs.codec import channel_name, decode_walkthrough, to_mongo_doc
-from walkthroughs.schema import Walkthrough
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
-from walkthroughs.topics import Record, ensure_topics, produce, read_topic
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import Record, ensure_topics, produce, read_topic
+from walkthroughs.wire.codec import channel_name, decode_walkthrough, to_mongo_doc
+from walkthroughs.wire.schema import Walkthrough
 
 REPO = Path(__file__).resolve().parents[2]
 # Different partition counts per topic: the service must not need co-partitioned inputs.

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from tests.conftest import MONGO_URI
 from tests.integration.dataflow_harness import Deployment
-from walkthroughs.cli import main
-from walkthroughs.topics import describe_topics, read_topic
+from walkthroughs.tools.cli import main
+from walkthroughs.tools.topics import describe_topics, read_topic
 
 
 @pytest.fixture

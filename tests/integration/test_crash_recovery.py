@@ -24,9 +24,9 @@ from tests.integration.dataflow_harness import (
     recovery_args,
 )
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
 from walkthroughs.testing.ports import free_ports
 from walkthroughs.testing.recovery import init_recovery, latest_shard_snapshots
+from walkthroughs.tools import traffic
 
 
 def test_kill_9_anywhere_then_resume_is_exact(deployment: Deployment, tmp_path: Path) -> None:
@@ -123,9 +123,9 @@ def test_replay_through_the_backfill_topics_changes_nothing(
 def test_hostile_input_goes_to_the_dlq_and_valid_records_are_unaffected(
     deployment: Deployment,
 ) -> None:
-    from walkthroughs.codec import decode_record
-    from walkthroughs.schema import DeadLetter, Origin
     from walkthroughs.testing.hostile import hostile_record
+    from walkthroughs.wire.codec import decode_record
+    from walkthroughs.wire.schema import DeadLetter, Origin
 
     rng = random.Random(99)
     sample = traffic.generate(

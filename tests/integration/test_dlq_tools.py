@@ -17,11 +17,12 @@ from tests.integration.dataflow_harness import (
     recovery_args,
 )
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
-from walkthroughs.codec import encode_walkin, local_date, to_mongo_doc
-from walkthroughs.dead_letters import REDRIVE_COUNT, Letter
-from walkthroughs.schema import MessageEvent, WalkInEvent
 from walkthroughs.testing.recovery import init_recovery
+from walkthroughs.tools import traffic
+from walkthroughs.tools.dead_letters import Letter
+from walkthroughs.wire.codec import encode_walkin, local_date, to_mongo_doc
+from walkthroughs.wire.dead_letter_headers import REDRIVE_COUNT
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 WINDOWS_ZONE = "Pacific Standard Time"
 ALIASES = {"WALKTHROUGHS_TIMEZONE_ALIASES": f"{WINDOWS_ZONE}=America/Los_Angeles"}

@@ -33,12 +33,12 @@ from tests.integration.dataflow_harness import (
     wait_for,
 )
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
-from walkthroughs.codec import encode_message, encode_walkin, local_date, to_mongo_doc
-from walkthroughs.schema import MessageEvent, WalkInEvent
 from walkthroughs.testing.ports import free_ports
 from walkthroughs.testing.recovery import init_recovery
-from walkthroughs.topics import Record, ensure_topics
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import Record, ensure_topics
+from walkthroughs.wire.codec import encode_message, encode_walkin, local_date, to_mongo_doc
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 GARBAGE_BYTES = 5_000_000  # five times a producer's default message.max.bytes
 LONG_ID = "x" * 600_000  # a walkthrough of two such ids would be a 1.2 MB record

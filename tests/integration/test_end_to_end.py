@@ -21,9 +21,9 @@ from tests.integration.dataflow_harness import (
     wait_for,
 )
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
-from walkthroughs.codec import to_mongo_doc
 from walkthroughs.testing.recovery import init_recovery
+from walkthroughs.tools import traffic
+from walkthroughs.wire.codec import to_mongo_doc
 
 Keyed = tuple[bytes, bytes | None]  # a record as produced: key, value (None: a tombstone)
 
@@ -119,8 +119,8 @@ def test_walkins_first_then_messages_in_a_resumed_run(
 
 
 def test_live_run_emits_early_then_revises(deployment: Deployment, tmp_path: Path) -> None:
-    from walkthroughs.codec import encode_message, encode_walkin, local_date
-    from walkthroughs.schema import Channel, MessageEvent, WalkInEvent
+    from walkthroughs.wire.codec import encode_message, encode_walkin, local_date
+    from walkthroughs.wire.schema import Channel, MessageEvent, WalkInEvent
 
     t = time.time_ns() - traffic.HOUR
     walkin = WalkInEvent("w-live", "b", "c", "loc", t, local_date(t, ""))

@@ -21,15 +21,15 @@ from tests.integration.dataflow_harness import (
     recovery_args,
 )
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
 from walkthroughs.attribution import customer_key, erasure_reference
 from walkthroughs.attribution.keys import erasure_digest
-from walkthroughs.codec import encode_walkthrough
-from walkthroughs.schema import Channel, Erased, Walkthrough
 from walkthroughs.sinks.kafka import TombstoneWriter
 from walkthroughs.sinks.mongo import WALKTHROUGHS, ensure_indexes, write_walkthroughs
 from walkthroughs.sinks.mongo_erasure import ERASURE_JOURNAL, Eraser, erase_customer
 from walkthroughs.testing.recovery import init_recovery
+from walkthroughs.tools import traffic
+from walkthroughs.wire.codec import encode_walkthrough
+from walkthroughs.wire.schema import Channel, Erased, Walkthrough
 
 
 def test_erase_mid_traffic_with_a_kill_9_before_the_delete(

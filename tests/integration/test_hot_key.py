@@ -14,10 +14,10 @@ from collections import Counter
 
 from tests.integration.dataflow_harness import START_NS, WINDOW_NS, Deployment
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
-from walkthroughs.codec import decode_walkthrough, encode_message, encode_walkin, local_date
-from walkthroughs.schema import MessageEvent, WalkInEvent
-from walkthroughs.topics import read_topic
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import read_topic
+from walkthroughs.wire.codec import decode_walkthrough, encode_message, encode_walkin, local_date
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 HOT_MESSAGES = 200_000
 HOT_WALKINS = 50

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from walkthroughs.codec import to_mongo_doc
-from walkthroughs.schema import Channel, Walkthrough
 from walkthroughs.sinks import mongo
 from walkthroughs.sinks.mongo import (
     COUNTS,
@@ -19,6 +17,8 @@ from walkthroughs.sinks.mongo import (
     ensure_indexes,
     write_walkthroughs,
 )
+from walkthroughs.wire.codec import to_mongo_doc
+from walkthroughs.wire.schema import Channel, Walkthrough
 
 Doc = dict[str, Any]
 S = 10**9

@@ -19,9 +19,9 @@ from tests.integration.dataflow_harness import (
     wait_for,
 )
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
 from walkthroughs.testing.ports import free_ports
 from walkthroughs.testing.recovery import init_recovery
+from walkthroughs.tools import traffic
 
 
 def test_sigterm_stops_promptly_and_a_restart_completes(

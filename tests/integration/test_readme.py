@@ -14,7 +14,7 @@ from collections import Counter
 from click.testing import CliRunner
 
 from tests.integration.dataflow_harness import REPO, Deployment
-from walkthroughs.cli import main
+from walkthroughs.tools.cli import main
 
 _SAMPLE = re.compile(r"the dead-letter topic hold.*?\n```\n(.*?)\n```", re.S)
 

@@ -19,11 +19,11 @@ from google.protobuf.message import Message
 
 from tests.integration.dataflow_harness import REPO, START_NS, WINDOW_NS, Deployment
 from tests.reference import expected_walkthroughs
-from walkthroughs import traffic
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.codec import encode_walkthrough
-from walkthroughs.framing import frame
-from walkthroughs.topics import ensure_topics, read_topic
+from walkthroughs.tools import traffic
+from walkthroughs.tools.topics import ensure_topics, read_topic
+from walkthroughs.wire.codec import encode_walkthrough
+from walkthroughs.wire.framing import frame
 
 Keyed = tuple[bytes, bytes | None]
 PROTO = REPO / "proto" / "walkthroughs" / "v1" / "events.proto"

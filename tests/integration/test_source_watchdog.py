@@ -15,10 +15,10 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.dataflow_harness import wait_for
-from walkthroughs import health
-from walkthroughs.schema import Origin
+from walkthroughs.runtime import health
 from walkthroughs.sources.kafka import _KafkaPartition
-from walkthroughs.topics import produce
+from walkthroughs.tools.topics import produce
+from walkthroughs.wire.schema import Origin
 
 STUCK_AFTER_S = 30.0
 

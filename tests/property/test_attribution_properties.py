@@ -30,7 +30,7 @@ from walkthroughs.attribution import (
     process_batch,
     shard_of,
 )
-from walkthroughs.schema import Attributed, MessageEvent, Origin, WalkInEvent, Walkthrough
+from walkthroughs.wire.schema import Attributed, MessageEvent, Origin, WalkInEvent, Walkthrough
 
 UNIT = 1_000_000_000  # event times are whole seconds apart, so boundaries and ties are frequent
 BASE = 1_800_000_000 * UNIT

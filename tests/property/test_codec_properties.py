@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walkthroughs import codec
 from walkthroughs.errors import DecodeError
-from walkthroughs.schema import Channel, MessageEvent, WalkInEvent, Walkthrough
+from walkthroughs.wire import codec
+from walkthroughs.wire.schema import Channel, MessageEvent, WalkInEvent, Walkthrough
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ZONES = [

@@ -7,9 +7,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walkthroughs.codec import decode_record
-from walkthroughs.schema import DeadLetter, Origin
 from walkthroughs.testing.hostile import field, hostile_record
+from walkthroughs.wire.codec import decode_record
+from walkthroughs.wire.schema import DeadLetter, Origin
 
 TOPICS = frozenset({"m"})
 

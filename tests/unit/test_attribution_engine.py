@@ -34,7 +34,7 @@ from walkthroughs.attribution import (
 )
 from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import CROWDED
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     Attributed,
     Channel,
     DeadLetter,

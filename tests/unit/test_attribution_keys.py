@@ -17,7 +17,7 @@ from walkthroughs.attribution import (
     shard_of_hash,
     split_customer_key,
 )
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     MessageEvent,
     WalkInEvent,
 )

@@ -14,8 +14,8 @@ from walkthroughs.attribution import (
     Rules,
     Shard,
 )
-from walkthroughs.config import resumed_window
 from walkthroughs.errors import ConfigError
+from walkthroughs.runtime.config import resumed_window
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import CROWDED
 from walkthroughs.attribution.records import M_CAMPAIGN, W_BEST, W_DECIDED, W_LOCATION, W_READ
 from walkthroughs.attribution.snapshot import STATE_FORMAT, encode
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     MessageEvent,
     WalkInEvent,
 )

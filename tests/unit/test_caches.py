@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from walkthroughs import caches
 from walkthroughs.attribution import customer_hash
-from walkthroughs.codec import local_date, zone
-from walkthroughs.sharing import shared
+from walkthroughs.utils import caches
+from walkthroughs.utils.sharing import shared
+from walkthroughs.wire.codec import local_date, zone
 
 
 def test_a_cache_starts_over_when_full_and_keeps_answering() -> None:

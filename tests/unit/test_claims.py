@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from walkthroughs.claims import SWEEP_EVERY_S, Claims, reused
-from walkthroughs.schema import Origin, Reason
+from walkthroughs.attribution.claims import SWEEP_EVERY_S, Claims, reused
+from walkthroughs.wire.schema import Origin, Reason
 
 S = 1_000_000_000
 T0 = 1_900_000_000 * S

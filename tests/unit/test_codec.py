@@ -11,10 +11,10 @@ from typing import Literal, TypedDict, Unpack, cast
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from walkthroughs import codec
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.errors import DecodeError
-from walkthroughs.schema import Channel, MessageEvent, Reason, WalkInEvent, Walkthrough
+from walkthroughs.wire import codec
+from walkthroughs.wire.schema import Channel, MessageEvent, Reason, WalkInEvent, Walkthrough
 
 T0 = datetime(2026, 11, 24, 23, 30, 15, 123456, tzinfo=UTC)
 T0_S = int(T0.timestamp())

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from walkthroughs.config import Settings, parse_duration
 from walkthroughs.errors import ConfigError
-from walkthroughs.redaction import redact_uri
+from walkthroughs.runtime.config import Settings, parse_duration
+from walkthroughs.runtime.redaction import redact_uri
 
 
 def test_defaults_are_the_contracts() -> None:

@@ -5,23 +5,23 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
-from walkthroughs.codec import encode_walkin
-from walkthroughs.dead_letters import (
+from walkthroughs.tools.dead_letters import (
     OTHER,
     Letter,
     ReasonRow,
     RedrivePlanner,
     Summary,
     Verdict,
-    carried_headers,
     known_reasons,
     reason_of,
     redrive_headers,
     sample,
     shown,
 )
-from walkthroughs.framing import frame
-from walkthroughs.schema import Reason, WalkInEvent
+from walkthroughs.wire.codec import encode_walkin
+from walkthroughs.wire.dead_letter_headers import carried_headers
+from walkthroughs.wire.framing import frame
+from walkthroughs.wire.schema import Reason, WalkInEvent
 
 SEND, STOPPED, TRUNCATED, STRAY = Verdict.SEND, Verdict.STOPPED, Verdict.TRUNCATED, Verdict.STRAY
 KINDS = {"walkins": "walkins", "zr-messages": "messages", "erasures": "erasures"}

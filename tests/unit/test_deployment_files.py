@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from walkthroughs.config import _PARSERS, KAFKA_PREFIX
-from walkthroughs.metrics import MetricName
+from walkthroughs.runtime.config import _PARSERS, KAFKA_PREFIX
+from walkthroughs.runtime.metrics import MetricName
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "k8s"))
@@ -79,7 +79,7 @@ def test_every_setting_is_one_the_service_knows() -> None:
     names |= set(secret["stringData"])
     for name in names:
         assert name in _PARSERS or name.startswith(KAFKA_PREFIX) or name in BYTEWAX_ENV, name
-    from walkthroughs.config import Settings
+    from walkthroughs.runtime.config import Settings
 
     settings_env = {k: v for k, v in d["ConfigMap"]["data"].items() if k.startswith("WALKTH")}
     Settings.from_env({**settings_env, **secret["stringData"]})  # and they all parse

@@ -10,14 +10,14 @@ import pytest
 
 from walkthroughs.attribution import Event, Rules, Shard, customer_key, process_batch
 from walkthroughs.attribution.keys import erasure_reference
-from walkthroughs.erasure_requests import (
+from walkthroughs.errors import DecodeError
+from walkthroughs.wire.erasure_requests import (
     decode_erasure_record,
     decode_request,
     encode_request,
     request_key,
 )
-from walkthroughs.errors import DecodeError
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     Attributed,
     DeadLetter,
     Erased,

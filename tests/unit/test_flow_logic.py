@@ -1,6 +1,6 @@
 """The Bytewax adapter: timers on the flush grid, immutable snapshots, decisions at EOF.
 
-The adapters take and give parcels (``walkthroughs.parcels``); ``records`` opens them.
+The adapters take and give parcels (``walkthroughs.dataflow.parcels``); ``records`` opens them.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from walkthroughs.attribution import Event, Rules, Shard, customer_key, shard_of
-from walkthroughs.claims import Claims
-from walkthroughs.clock import FakeClock
-from walkthroughs.flow import AttributeLogic, ClaimLogic, Cluster
-from walkthroughs.parcels import Decisions, Events, Parcel, Walkins
-from walkthroughs.routes import carriers, worker_of
-from walkthroughs.schema import Attributed, MessageEvent, Origin, ReusedWalkIn, WalkInEvent
+from walkthroughs.attribution.claims import Claims
+from walkthroughs.dataflow.flow import AttributeLogic, ClaimLogic, Cluster
+from walkthroughs.dataflow.parcels import Decisions, Events, Parcel, Walkins
+from walkthroughs.runtime.clock import FakeClock
+from walkthroughs.utils.routes import carriers, worker_of
+from walkthroughs.wire.schema import Attributed, MessageEvent, Origin, ReusedWalkIn, WalkInEvent
 
 S = 1_000_000_000
 T0 = 1_900_000_000 * S

@@ -13,10 +13,10 @@ from google.protobuf.message import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from walkthroughs import codec
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.framing import MAX_INDEXES, frame, unframe
-from walkthroughs.schema import (
+from walkthroughs.wire import codec
+from walkthroughs.wire.framing import MAX_INDEXES, frame, unframe
+from walkthroughs.wire.schema import (
     Channel,
     DeadLetter,
     MessageEvent,

@@ -7,7 +7,7 @@ import logging
 import pytest
 from confluent_kafka import Consumer
 
-from walkthroughs.kafka_logs import DISCARD, MAX_KINDS, KafkaLogRelay, with_log_relay
+from walkthroughs.runtime.kafka_logs import DISCARD, MAX_KINDS, KafkaLogRelay, with_log_relay
 
 REFUSED = "[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {ms}ms in state CONNECT)"  # noqa: E501
 

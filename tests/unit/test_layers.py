@@ -13,23 +13,29 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "walkthroughs"
 IO_AND_ENGINE = {"bytewax", "confluent_kafka", "pymongo", "orjson", "socket", "os", "requests"}
 TEST_SUPPORT = "walkthroughs.testing"
+TOOLS = "walkthroughs.tools"
+
+
+def _each(package: str) -> list[str]:
+    return [f"{package}/{path.name}" for path in sorted((PACKAGE / package).glob("*.py"))]
+
+
 FORBIDDEN = {
-    "schema.py": IO_AND_ENGINE | {"google", "walkthroughs"},
     "errors.py": IO_AND_ENGINE | {"google"},
-    "codec.py": IO_AND_ENGINE | {TEST_SUPPORT},
-    "framing.py": IO_AND_ENGINE | {"google", TEST_SUPPORT, "walkthroughs.codec"},
-    "claims.py": IO_AND_ENGINE | {TEST_SUPPORT},
-    "redaction.py": IO_AND_ENGINE | {TEST_SUPPORT},
-    "caches.py": IO_AND_ENGINE | {TEST_SUPPORT},
-    "sharing.py": IO_AND_ENGINE | {TEST_SUPPORT},
-    "routes.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
-    "parcels.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"},
-    "sinks/partitions.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
-    # The attribution engine: pure logic, run by the Bytewax adapter in flow.py.
+    # The wire formats, the attribution logic and the helpers they share: pure, no engine.
+    # orjson parses the erasure requests' JSON: a format, not I/O.
+    **{module: IO_AND_ENGINE - {"orjson"} | {TEST_SUPPORT, TOOLS} for module in _each("wire")},
+    **{module: IO_AND_ENGINE | {TEST_SUPPORT, TOOLS} for module in _each("utils")},
     **{
-        f"attribution/{path.name}": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs.flow"}
-        for path in (PACKAGE / "attribution").glob("*.py")
+        module: IO_AND_ENGINE | {TEST_SUPPORT, TOOLS, "walkthroughs.dataflow"}
+        for module in _each("attribution")
     },
+    "wire/schema.py": IO_AND_ENGINE | {"google", "walkthroughs"},
+    "wire/framing.py": IO_AND_ENGINE | {"google", TEST_SUPPORT, "walkthroughs.wire.codec"},
+    "utils/routes.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
+    "dataflow/parcels.py": IO_AND_ENGINE | {TEST_SUPPORT, TOOLS, "walkthroughs.dataflow.flow"},
+    "runtime/redaction.py": IO_AND_ENGINE | {TEST_SUPPORT, TOOLS},
+    "sinks/partitions.py": IO_AND_ENGINE | {TEST_SUPPORT, "walkthroughs"},
 }
 # Every module of the service: all of the package but the test support and the generated code.
 SERVICE = sorted(
@@ -64,8 +70,32 @@ def test_pure_module_imports_no_io(module: str) -> None:
 
 def test_service_modules_are_all_found() -> None:
     assert set(FORBIDDEN) <= set(SERVICE)
-    assert {"app.py", "flow.py", "sinks/mongo.py", "sources/kafka.py"} <= set(SERVICE)
+    assert {"dataflow/app.py", "dataflow/flow.py", "sinks/mongo.py"} <= set(SERVICE)
     assert not [m for m in SERVICE if m.startswith(("testing/", "_pb/"))]
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in SERVICE if not m.startswith("tools/") and m != "__main__.py"]
+)
+def test_the_dataflow_never_imports_the_tools(module: str) -> None:
+    """The CLI, topic administration and sample traffic ship beside the dataflow, not in it."""
+    assert not reaches(imported_modules(PACKAGE / module), TOOLS), f"{module} imports {TOOLS}"
+
+
+def test_every_module_is_in_its_package_code_map() -> None:
+    """Each package's docstring lists its modules, and the top one lists the packages."""
+    missing = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        folder = init.parent
+        if "_pb" in folder.relative_to(PACKAGE.parent).parts:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        names = [
+            p.stem for p in folder.glob("*.py") if p.name not in {"__init__.py", "__main__.py"}
+        ]
+        names += [p.name for p in folder.iterdir() if (p / "__init__.py").exists()]
+        missing += [f"{folder.name}.{n}" for n in sorted(names) if f"``{n}``" not in doc]
+    assert missing == [], f"not in their package's docstring: {missing}"
 
 
 @pytest.mark.parametrize("module", SERVICE)
@@ -80,7 +110,10 @@ def test_the_dataflow_loads_no_mongodb_driver_until_mongodb_is_on() -> None:
 
     The driver costs ~60 ms of CPU at every process start (bench/README.md, session 14).
     """
-    probe = "import sys, walkthroughs.app; print(sorted(m for m in sys.modules if 'mongo' in m))"
+    probe = (
+        "import sys, walkthroughs.dataflow.app; "
+        "print(sorted(m for m in sys.modules if 'mongo' in m))"
+    )
     shown = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from walkthroughs.metrics import CountedHistogram
+from walkthroughs.runtime.metrics import CountedHistogram
 
 BUCKETS = (0.1, 0.5, 1, 2, 30, 3600)
 SEEN = [(0.05, 3), (0.1, 1), (0.7, 2), (5000.0, 1), (2.0, 4), (31.5, 7)]

@@ -8,12 +8,12 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.codec import decode_walkthrough
-from walkthroughs.config import Settings
 from walkthroughs.errors import StartupError
-from walkthroughs.output_schema import output_schema_id
-from walkthroughs.schema import Attributed, Tombstone, Walkthrough
+from walkthroughs.runtime.config import Settings
+from walkthroughs.runtime.output_schema import output_schema_id
 from walkthroughs.sinks.kafka import framed_walkthrough_record, walkthrough_record
+from walkthroughs.wire.codec import decode_walkthrough
+from walkthroughs.wire.schema import Attributed, Tombstone, Walkthrough
 
 T = 1_900_000_000_000_000_000
 WALKTHROUGH = Walkthrough("w-1", "biz", "cust", "loc", T, "m-1", 2, "camp", T - 10**9, "2030-03-17")

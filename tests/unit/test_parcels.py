@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from walkthroughs.parcels import Decisions, Documents, Events, Walkins
-from walkthroughs.schema import (
+from walkthroughs.dataflow.parcels import Decisions, Documents, Events, Walkins
+from walkthroughs.wire.schema import (
     ErasureRequest,
     ErasureWithdrawn,
     MessageEvent,

@@ -7,7 +7,7 @@ import math
 import subprocess
 import sys
 
-from walkthroughs.routes import NAMES, ROUTES, carriers, shares, siphash13, worker_of
+from walkthroughs.utils.routes import NAMES, ROUTES, carriers, shares, siphash13, worker_of
 
 SAMPLES = [b"a", b"abcdefgh", b"r00-48\xff", bytes(range(15)), "caf\u00e9 \u2603".encode() * 9]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaException, Producer
 
-from walkthroughs.config import Settings, did_you_mean
 from walkthroughs.errors import ConfigError
-from walkthroughs.kafka_logs import DISCARD
-from walkthroughs.kafka_properties import PROPERTIES
-from walkthroughs.startup import check_kafka_clients
+from walkthroughs.runtime.config import Settings, did_you_mean
+from walkthroughs.runtime.kafka_logs import DISCARD
+from walkthroughs.runtime.kafka_properties import PROPERTIES
+from walkthroughs.runtime.startup import check_kafka_clients
 
 
 @pytest.mark.parametrize(

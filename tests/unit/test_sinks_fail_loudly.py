@@ -10,9 +10,8 @@ from typing import TypedDict, Unpack
 import pytest
 from pymongo import MongoClient
 
-from walkthroughs import stopping
 from walkthroughs.errors import SinkUnavailableError
-from walkthroughs.schema import Attributed, Walkthrough
+from walkthroughs.runtime import stopping
 from walkthroughs.sinks.kafka import (
     CheckedProducer,
     KafkaOutput,
@@ -20,6 +19,7 @@ from walkthroughs.sinks.kafka import (
     walkthrough_record,
 )
 from walkthroughs.sinks.mongo import MongoOutput
+from walkthroughs.wire.schema import Attributed, Walkthrough
 
 W = Walkthrough(
     "w", "b", "c", "", 1_900_000_000 * 10**9, "m", 1, "", 1_899_999_000 * 10**9, "2030-03-17"

@@ -8,9 +8,12 @@ In data-path order:
 * ``batch``: one batch's instant and its decisions, coalesced per walk-in;
 * ``customer``: the rule for one customer with few events (tuples);
 * ``crowded``: the same rule over sorted indexes, for hot keys (O(log n) per event);
+* ``start_index``: walk-ins by start time, to find those a new message beats without the rest;
 * ``store``: a shard of customers, live or packed, copy-on-write, with timers;
 * ``snapshot``: the recovery format (version, compression, restore);
-* ``engine``: the one loop everything runs: ``process_batch``.
+* ``engine``: the one loop everything runs: ``process_batch``;
+* ``claims``: the walk-in id registry: which customer an id belongs to (its own route, ahead of
+  the customers').
 """
 
 from __future__ import annotations

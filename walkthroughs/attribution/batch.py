@@ -23,7 +23,7 @@ from walkthroughs.attribution.records import (
     WalkIn,
 )
 from walkthroughs.attribution.rules import Rules
-from walkthroughs.schema import Attributed, DeadLetter, Erased, new_attributed, new_walkthrough
+from walkthroughs.wire.schema import Attributed, DeadLetter, Erased, new_attributed, new_walkthrough
 
 Output = Attributed | DeadLetter | Erased
 

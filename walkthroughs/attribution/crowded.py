@@ -58,7 +58,7 @@ from walkthroughs.attribution.records import (
 )
 from walkthroughs.attribution.rules import Rules
 from walkthroughs.attribution.start_index import StartIndex
-from walkthroughs.schema import MessageEvent, Origin, WalkInEvent
+from walkthroughs.wire.schema import MessageEvent, Origin, WalkInEvent
 
 LATE_IDS_LISTED = 3  # a late message names at most this many of the walk-ins it missed
 

@@ -58,7 +58,7 @@ from walkthroughs.attribution.records import (
     stored_message,
 )
 from walkthroughs.attribution.rules import Rules
-from walkthroughs.schema import DeadLetter, MessageEvent, Origin, Reason, WalkInEvent
+from walkthroughs.wire.schema import DeadLetter, MessageEvent, Origin, Reason, WalkInEvent
 
 CROWDED = 64
 """Past this many retained messages, or walk-ins and ghosts, a customer is indexed

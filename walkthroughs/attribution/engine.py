@@ -14,7 +14,7 @@ from walkthroughs.attribution.batch import Batch, Output
 from walkthroughs.attribution.keys import shard_of
 from walkthroughs.attribution.rules import Rules
 from walkthroughs.attribution.store import Shard
-from walkthroughs.schema import ErasureRequest, MessageEvent, Origin, WalkInEvent
+from walkthroughs.wire.schema import ErasureRequest, MessageEvent, Origin, WalkInEvent
 
 Event = tuple[MessageEvent | WalkInEvent | ErasureRequest, Origin]
 

@@ -2,7 +2,8 @@
 
 Customers are grouped into ``STATE_SHARDS`` shards, the state keys of the dataflow: Bytewax 0.21
 never deletes the recovery rows of discarded keys, so the number of state keys must stay bounded
-while millions of customers come and go; and few keys make large parcels (``walkthroughs.routes``).
+while millions of customers come and go; and few keys make large parcels
+(``walkthroughs.utils.routes``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 from hashlib import blake2b
 from zlib import crc32
 
-from walkthroughs.caches import BoundedCache
-from walkthroughs.routes import NAMES as ROUTE_NAMES
-from walkthroughs.routes import ROUTES
+from walkthroughs.utils.caches import BoundedCache
+from walkthroughs.utils.routes import NAMES as ROUTE_NAMES
+from walkthroughs.utils.routes import ROUTES
 
 STATE_SHARDS = ROUTES
-"""How many state keys hold all customers (one per route: ``walkthroughs.routes``). Part of the
-recovery format: changing it re-routes customers to other shards, so it needs a fresh recovery
-store (``snapshot.STATE_FORMAT`` says which)."""
+"""How many state keys hold all customers (one per route: ``walkthroughs.utils.routes``). Part
+of the recovery format: changing it re-routes customers to other shards, so it needs a fresh
+recovery store (``snapshot.STATE_FORMAT`` says which)."""
 
 CustomerKey = str  # see customer_key
 

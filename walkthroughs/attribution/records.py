@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from walkthroughs.schema import MessageEvent, WalkInEvent
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 # A retained message: (sent_at_ns, message_id, channel, campaign_id, read_at_ns). Tuples sort by
 # (sent_at_ns, message_id) first, the rule's order; a message_id is unique within a customer, so

@@ -25,8 +25,8 @@ from walkthroughs.attribution.customer import Customer
 
 STATE_FORMAT: Final = 6
 """Version of the layout above, of the records in ``records.py`` and of the state keys they are
-stored under: 6 holds customers under 48 routes (``walkthroughs.routes``), 5 under 1,024 shards
-named ``0000``-``1023``."""
+stored under: 6 holds customers under 48 routes (``walkthroughs.utils.routes``), 5 under 1,024
+shards named ``0000``-``1023``."""
 
 State = Customer | CrowdedCustomer
 

@@ -27,13 +27,13 @@ from typing import Any, cast
 
 from walkthroughs.attribution import snapshot
 from walkthroughs.attribution.batch import Batch
+from walkthroughs.attribution.claims import reused
 from walkthroughs.attribution.crowded import CrowdedCustomer
 from walkthroughs.attribution.customer import Customer
 from walkthroughs.attribution.keys import CustomerKey, customer_key, erasure_digest
 from walkthroughs.attribution.records import G_ID, G_KEY, W_BEST, W_DECIDED, W_ID
 from walkthroughs.attribution.snapshot import State
-from walkthroughs.claims import reused
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     Erased,
     ErasureRequest,
     MessageEvent,

@@ -31,13 +31,13 @@ from typing import Generic, NoReturn, TypeVar, cast
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from walkthroughs import failpoints, metrics, stopping
-from walkthroughs.codec import WALKTHROUGH_INDEXES, encode_walkthrough
-from walkthroughs.dead_letters import carried_headers
 from walkthroughs.errors import SinkUnavailableError
-from walkthroughs.framing import frame
-from walkthroughs.kafka_logs import with_log_relay
-from walkthroughs.schema import Attributed, DeadLetter, Tombstone
+from walkthroughs.runtime import failpoints, metrics, stopping
+from walkthroughs.runtime.kafka_logs import with_log_relay
+from walkthroughs.wire.codec import WALKTHROUGH_INDEXES, encode_walkthrough
+from walkthroughs.wire.dead_letter_headers import carried_headers
+from walkthroughs.wire.framing import frame
+from walkthroughs.wire.schema import Attributed, DeadLetter, Tombstone
 
 log = logging.getLogger(__name__)
 _FLUSH_SLICE_S = 1.0  # a flush waits in slices of this, so that a stop request ends it

@@ -5,7 +5,7 @@ unordered bulk at its first error and supports only ``$sum``/``$count`` in ``$gr
 
 * **One writer per business.** This is a ``FixedPartitionedSink`` keyed by the partition of
   the business (``partition_of``): every walkthrough of a business reaches the one worker that
-  owns its partition, in parcels (``walkthroughs.parcels``), so
+  owns its partition, in parcels (``walkthroughs.dataflow.parcels``), so
   no two workers ever write the same walkthrough documents at once (a walk-in id has one owner
   at a time: ``claims``).
 * **Monotone upserts.** Revisions of a walk-in only ever move to a greater
@@ -48,11 +48,11 @@ from pymongo import ASCENDING, DeleteOne, InsertOne, MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
-from walkthroughs import failpoints, metrics, stopping
-from walkthroughs.codec import to_mongo_doc
 from walkthroughs.errors import SinkUnavailableError
-from walkthroughs.schema import Erased, Walkthrough
+from walkthroughs.runtime import failpoints, metrics, stopping
 from walkthroughs.sinks.partitions import SINK_PARTITIONS
+from walkthroughs.wire.codec import to_mongo_doc
+from walkthroughs.wire.schema import Erased, Walkthrough
 
 log = logging.getLogger(__name__)
 

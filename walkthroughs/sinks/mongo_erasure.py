@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 from pymongo.database import Database
 
-from walkthroughs import failpoints
 from walkthroughs.attribution import customer_key
 from walkthroughs.attribution.keys import erasure_digest
-from walkthroughs.erasure_audit import audit_outputs
-from walkthroughs.schema import Erased
+from walkthroughs.runtime import failpoints
+from walkthroughs.runtime.erasure_audit import audit_outputs
 from walkthroughs.sinks.mongo import MOVED_FROM, WALKTHROUGHS, Doc, recount
+from walkthroughs.wire.schema import Erased
 
 ERASURE_JOURNAL = "erasures_in_progress"
 TombstoneWriter = Callable[[Sequence[str]], None]

@@ -1,1 +1,4 @@
-"""Input adapters: the Kafka topics of messages and walk-ins."""
+"""Input adapters: the Kafka topics of messages, walk-ins and erasure requests.
+
+* ``kafka``: every partition of the input topics, offsets kept in Bytewax recovery.
+"""

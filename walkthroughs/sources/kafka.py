@@ -27,10 +27,10 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import TopicMetadata
 
-from walkthroughs import health, metrics
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.kafka_logs import with_log_relay
-from walkthroughs.schema import Origin, new_origin
+from walkthroughs.runtime import health, metrics
+from walkthroughs.runtime.kafka_logs import with_log_relay
+from walkthroughs.wire.schema import Origin, new_origin
 
 log = logging.getLogger(__name__)
 

@@ -6,4 +6,8 @@ The benchmarks drive the same dataflow as the end-to-end tests and need a few of
 
 These modules may do I/O (sockets, subprocesses, SQLite); the service's own modules never import
 them, and the pure-logic modules must not (``tests/unit/test_layers.py`` checks both).
+
+* ``hostile``: records built to break a decoder.
+* ``ports``: free local ports.
+* ``recovery``: a Bytewax recovery store, made for a run.
 """

@@ -15,7 +15,7 @@ from confluent_kafka.admin import (
 )
 
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.kafka_logs import admin_client
+from walkthroughs.runtime.kafka_logs import admin_client
 from walkthroughs.sinks.kafka import CheckedProducer, Headers, producer_config
 from walkthroughs.sources.kafka import consumer_config, kafka_failure
 

@@ -29,8 +29,8 @@ import orjson
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from walkthroughs import metrics, stopping
-from walkthroughs.kafka_logs import admin_client
+from walkthroughs.runtime import metrics, stopping
+from walkthroughs.runtime.kafka_logs import admin_client
 
 log = logging.getLogger(__name__)
 PartitionKey = tuple[str, int]  # (topic, partition)

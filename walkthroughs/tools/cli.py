@@ -19,21 +19,25 @@ import pymongo
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from walkthroughs import logs, redaction, traffic
 from walkthroughs.attribution import erasure_reference
-from walkthroughs.cli_dlq import dlq
-from walkthroughs.cli_support import console, instant, reports_errors, settings_from_env
-from walkthroughs.codec import MAX_ID_BYTES, MESSAGE_INDEXES, WALKIN_INDEXES
-from walkthroughs.config import OUTPUT_FORMATS, Settings, environment_secrets_of, parse_duration
-from walkthroughs.dead_letters import reason_of
-from walkthroughs.erasure_requests import encode_request
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.output_schema import output_schema_id
-from walkthroughs.redaction import Redactor, redact_uri, scrub
+from walkthroughs.runtime import logs, redaction
+from walkthroughs.runtime.config import (
+    OUTPUT_FORMATS,
+    Settings,
+    environment_secrets_of,
+    parse_duration,
+)
+from walkthroughs.runtime.output_schema import output_schema_id
+from walkthroughs.runtime.redaction import Redactor, redact_uri, scrub
+from walkthroughs.runtime.startup import check_kafka, check_kafka_clients, topic_roles
+from walkthroughs.runtime.startup_mongo import check_mongo
 from walkthroughs.sinks.mongo import COUNTS, WALKTHROUGHS
-from walkthroughs.startup import check_kafka, check_kafka_clients, topic_roles
-from walkthroughs.startup_mongo import check_mongo
-from walkthroughs.topics import (
+from walkthroughs.tools import traffic
+from walkthroughs.tools.cli_dlq import dlq
+from walkthroughs.tools.cli_support import console, instant, reports_errors, settings_from_env
+from walkthroughs.tools.dead_letters import reason_of
+from walkthroughs.tools.topics import (
     copy_time_range,
     describe_topics,
     ensure_topics,
@@ -41,6 +45,8 @@ from walkthroughs.topics import (
     produce,
     slice_topic,
 )
+from walkthroughs.wire.codec import MAX_ID_BYTES, MESSAGE_INDEXES, WALKIN_INDEXES
+from walkthroughs.wire.erasure_requests import encode_request
 
 # Partition counts of `topics create` and `generate --create-topics`: deliberately different
 # per topic, since the service never needs co-partitioned inputs.
@@ -490,7 +496,7 @@ Check = tuple[str, bool, str]
 def doctor(recovery_dir: Path | None) -> None:
     """Check settings, Kafka, topics, MongoDB and the recovery store; exit 1 if any fails.
 
-    The checks are the service's own start-up checks (``walkthroughs.startup``), reported in
+    The checks are the service's own start-up checks (``walkthroughs.runtime.startup``), reported in
     words: a failing check prints what the service would say, never a traceback.
     """
     try:

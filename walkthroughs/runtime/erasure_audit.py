@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from walkthroughs import metrics
 from walkthroughs.attribution import erasure_reference
-from walkthroughs.schema import Erased
+from walkthroughs.runtime import metrics
+from walkthroughs.wire.schema import Erased
 
 log = logging.getLogger("walkthroughs.erasure")
 

@@ -23,7 +23,7 @@ early, or whose indexes run past the record's end, makes the record bad; the rea
 from __future__ import annotations
 
 from walkthroughs.errors import DecodeError
-from walkthroughs.schema import Reason
+from walkthroughs.wire.schema import Reason
 
 MAGIC = 0
 """The first byte of a framed record (format version 0: a 4-byte schema id)."""

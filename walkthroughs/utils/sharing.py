@@ -6,7 +6,7 @@ snapshot: a snapshot is per shard, so unpickling would otherwise make one copy p
 
 from __future__ import annotations
 
-from walkthroughs.caches import BoundedCache
+from walkthroughs.utils.caches import BoundedCache
 
 _SHARED: BoundedCache[str, str] = BoundedCache("shared_strings", 200_000)
 shared_get = _SHARED.get
@@ -19,7 +19,7 @@ def shared(value: str) -> str:
 
     Business ids, campaigns, locations and dates repeat across millions of retained events;
     sharing one copy of each saves tens of bytes per event. Bounded (unlike ``sys.intern``,
-    whose strings are immortal on newer Pythons): see ``walkthroughs.caches``.
+    whose strings are immortal on newer Pythons): see ``walkthroughs.utils.caches``.
     """
     found = _SHARED.get(value)
     return _SHARED.put(value, value) if found is None else found

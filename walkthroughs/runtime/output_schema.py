@@ -16,10 +16,10 @@ when the framed format is asked for: the default output needs none of it.
 from __future__ import annotations
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.config import Settings
 from walkthroughs.errors import StartupError
-from walkthroughs.framing import MAGIC, schema_id
-from walkthroughs.redaction import redact_uri, scrub
+from walkthroughs.runtime.config import Settings
+from walkthroughs.runtime.redaction import redact_uri, scrub
+from walkthroughs.wire.framing import MAGIC, schema_id
 
 
 def output_schema_id(settings: Settings) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Self
 
-from walkthroughs.schema import (
+from walkthroughs.wire.schema import (
     ErasureRequest,
     ErasureWithdrawn,
     MessageEvent,

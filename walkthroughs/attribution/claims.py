@@ -29,16 +29,16 @@ from __future__ import annotations
 from typing import Any
 from zlib import crc32
 
-from walkthroughs.routes import NAMES as ROUTE_NAMES
-from walkthroughs.routes import ROUTES
-from walkthroughs.schema import DeadLetter, Origin, Reason
+from walkthroughs.utils.routes import NAMES as ROUTE_NAMES
+from walkthroughs.utils.routes import ROUTES
+from walkthroughs.wire.schema import DeadLetter, Origin, Reason
 
 NS_PER_S = 1_000_000_000
 _OWNER_BITS = 32
 _OWNER_MASK = (1 << _OWNER_BITS) - 1
 CLAIM_SHARDS = ROUTES
-"""State keys of the registry, one per route (``walkthroughs.routes``): few, so that each key
-gets many walk-ins per batch (Bytewax calls the logic once per key and batch) and the recovery
+"""State keys of the registry, one per route (``walkthroughs.utils.routes``): few, so that each
+key gets many walk-ins per batch (Bytewax calls the logic once per key and batch) and the recovery
 store holds few rows, yet spread evenly over up to 24 workers. Part of the recovery format."""
 CLAIMS_FORMAT = 2
 """Version of a route's snapshot, ``(CLAIMS_FORMAT, {walkin_id: claim})``. Format 1 was the

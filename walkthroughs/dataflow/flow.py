@@ -14,7 +14,7 @@ operators of stateless steps only: a step in a composite gets the composite's id
 and the ids of stateful and I/O steps are part of the recovery format
 (``tests/flow/test_step_ids.py``).
 
-What moves between steps are parcels (``walkthroughs.parcels``): Bytewax's cost is paid per
+What moves between steps are parcels (``walkthroughs.dataflow.parcels``): Bytewax's cost is paid per
 item, so each step hands on one item per destination and batch, not one per event. An event
 crosses to another worker at most twice (a walk-in: to its id's registry, then, in a bundle
 per worker, to its customer's; a message or an erasure request: to its customer's), and a
@@ -41,7 +41,6 @@ from bytewax.inputs import DynamicSource, Source, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from walkthroughs import metrics
 from walkthroughs.attribution import (
     Output,
     Rules,
@@ -53,13 +52,8 @@ from walkthroughs.attribution import (
     shard_of,
     shard_of_hash,
 )
-from walkthroughs.claims import Claims, ClaimsSnapshot, id_shard
-from walkthroughs.clock import NowGetter
-from walkthroughs.codec import NO_ALIASES, decode_record
-from walkthroughs.config import resumed_window
-from walkthroughs.erasure_audit import audit_state
-from walkthroughs.erasure_requests import decode_erasure_record
-from walkthroughs.parcels import (
+from walkthroughs.attribution.claims import Claims, ClaimsSnapshot, id_shard
+from walkthroughs.dataflow.parcels import (
     Bundle,
     DeadLetters,
     Decisions,
@@ -70,9 +64,17 @@ from walkthroughs.parcels import (
     Tombstones,
     Walkins,
 )
-from walkthroughs.routes import NAMES as ROUTE_NAMES
-from walkthroughs.routes import carriers, worker_of
-from walkthroughs.schema import (
+from walkthroughs.dataflow.thread_state import keep_thread_state
+from walkthroughs.runtime import metrics
+from walkthroughs.runtime.clock import NowGetter
+from walkthroughs.runtime.config import resumed_window
+from walkthroughs.runtime.erasure_audit import audit_state
+from walkthroughs.sinks.partitions import partition_of
+from walkthroughs.utils.routes import NAMES as ROUTE_NAMES
+from walkthroughs.utils.routes import carriers, worker_of
+from walkthroughs.wire.codec import NO_ALIASES, decode_record
+from walkthroughs.wire.erasure_requests import decode_erasure_record
+from walkthroughs.wire.schema import (
     Attributed,
     DeadLetter,
     Erased,
@@ -83,8 +85,6 @@ from walkthroughs.schema import (
     WalkInEvent,
     Walkthrough,
 )
-from walkthroughs.sinks.partitions import partition_of
-from walkthroughs.thread_state import keep_thread_state
 
 NS = 1_000_000_000
 P = TypeVar("P", bound=Parcel)

@@ -13,11 +13,11 @@ import pymongo
 from confluent_kafka import KafkaException
 from rich.console import Console
 
-from walkthroughs.config import Settings
 from walkthroughs.errors import WalkthroughsError
-from walkthroughs.redaction import scrub
+from walkthroughs.runtime.config import Settings
+from walkthroughs.runtime.redaction import scrub
+from walkthroughs.runtime.startup_mongo import mongo_failure
 from walkthroughs.sources.kafka import kafka_failure
-from walkthroughs.startup_mongo import mongo_failure
 
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])

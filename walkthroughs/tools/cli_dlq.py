@@ -18,9 +18,10 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from walkthroughs.cli_support import console, instant, reports_errors, settings_from_env
-from walkthroughs.config import Settings
-from walkthroughs.dead_letters import (
+from walkthroughs.runtime.config import Settings
+from walkthroughs.sinks.kafka import Headers
+from walkthroughs.tools.cli_support import console, instant, reports_errors, settings_from_env
+from walkthroughs.tools.dead_letters import (
     Letter,
     RedrivePlanner,
     Summary,
@@ -30,8 +31,7 @@ from walkthroughs.dead_letters import (
     sample,
     shown,
 )
-from walkthroughs.sinks.kafka import Headers
-from walkthroughs.topics import TopicSlice, iter_slice, produce_to, slice_topic
+from walkthroughs.tools.topics import TopicSlice, iter_slice, produce_to, slice_topic
 
 DEFAULT_MAX_REDRIVES = 3
 F = TypeVar("F", bound=Callable[..., Any])

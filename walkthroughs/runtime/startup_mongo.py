@@ -9,9 +9,9 @@ from __future__ import annotations
 from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
-from walkthroughs.config import Settings
 from walkthroughs.errors import StartupError
-from walkthroughs.redaction import redact_uri, scrub
+from walkthroughs.runtime.config import Settings
+from walkthroughs.runtime.redaction import redact_uri, scrub
 from walkthroughs.sinks.mongo import WALKTHROUGHS, Doc, ensure_indexes
 
 _AUTHENTICATION_FAILED = 18

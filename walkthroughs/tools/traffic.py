@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.codec import encode_message, encode_walkin, local_date
-from walkthroughs.framing import frame
-from walkthroughs.schema import MessageEvent, WalkInEvent
+from walkthroughs.wire.codec import encode_message, encode_walkin, local_date
+from walkthroughs.wire.framing import frame
+from walkthroughs.wire.schema import MessageEvent, WalkInEvent
 
 S = 1_000_000_000
 MINUTE, HOUR, DAY = 60 * S, 3600 * S, 86400 * S

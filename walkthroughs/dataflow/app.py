@@ -15,12 +15,13 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
-from walkthroughs import health, logs, redaction
-from walkthroughs.clock import system_now_ns
-from walkthroughs.config import Settings, environment_secrets_of
-from walkthroughs.flow import Sinks, build_flow
-from walkthroughs.output_schema import output_schema_id
-from walkthroughs.redaction import Redactor
+from walkthroughs.dataflow.flow import Sinks, build_flow
+from walkthroughs.runtime import health, logs, redaction
+from walkthroughs.runtime.clock import system_now_ns
+from walkthroughs.runtime.config import Settings, environment_secrets_of
+from walkthroughs.runtime.output_schema import output_schema_id
+from walkthroughs.runtime.redaction import Redactor
+from walkthroughs.runtime.startup import check_kafka
 from walkthroughs.sinks.kafka import (
     KafkaOutput,
     TombstoneWriter,
@@ -29,7 +30,6 @@ from walkthroughs.sinks.kafka import (
     walkthrough_record,
 )
 from walkthroughs.sources.kafka import KafkaInput
-from walkthroughs.startup import check_kafka
 
 log = logging.getLogger("walkthroughs")
 # Cyclic collector thresholds (generation 0, 1, 2); see ``tune_gc``.
@@ -107,9 +107,9 @@ def _mongo_output(settings: Settings, kafka: Mapping[str, str]) -> Sink[Any]:
     Imported here, not at the top: MongoDB's driver costs ~60 ms of CPU at every process start,
     which a deployment with MongoDB off (``WALKTHROUGHS_MONGO_ENABLED=0``) need not pay.
     """
+    from walkthroughs.runtime.startup_mongo import check_mongo  # noqa: PLC0415
     from walkthroughs.sinks.mongo import MongoOutput  # noqa: PLC0415
     from walkthroughs.sinks.mongo_erasure import Eraser  # noqa: PLC0415
-    from walkthroughs.startup_mongo import check_mongo  # noqa: PLC0415
 
     check_mongo(settings)
     return MongoOutput(

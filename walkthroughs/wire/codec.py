@@ -25,10 +25,11 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
-from walkthroughs.caches import BoundedCache, memoize
 from walkthroughs.errors import DecodeError
-from walkthroughs.framing import unframe
-from walkthroughs.schema import (
+from walkthroughs.utils.caches import BoundedCache, memoize
+from walkthroughs.utils.sharing import shared, shared_get
+from walkthroughs.wire.framing import unframe
+from walkthroughs.wire.schema import (
     CHANNEL_NUMBERS,
     Channel,
     DeadLetter,
@@ -40,7 +41,6 @@ from walkthroughs.schema import (
     new_message,
     new_walkin,
 )
-from walkthroughs.sharing import shared, shared_get
 
 NS_PER_S = 1_000_000_000
 # Valid timestamps lie in years 2000 through 2100, UTC: [2000-01-01T00:00Z, 2101-01-01T00:00Z).

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from walkthroughs.codec import MAX_ID_BYTES, NS_PER_S
 from walkthroughs.errors import DecodeError
-from walkthroughs.schema import DeadLetter, ErasureRequest, ErasureWithdrawn, Origin, Reason
+from walkthroughs.wire.codec import MAX_ID_BYTES, NS_PER_S
+from walkthroughs.wire.schema import DeadLetter, ErasureRequest, ErasureWithdrawn, Origin, Reason
 
 _ID_FIELDS = ("business_id", "customer_id")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from walkthroughs.redaction import scrub
+from walkthroughs.runtime.redaction import scrub
 
 
 class JsonFormatter(logging.Formatter):

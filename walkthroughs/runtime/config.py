@@ -24,10 +24,15 @@ from types import MappingProxyType
 from typing import Any
 
 from walkthroughs.attribution import Rules
-from walkthroughs.codec import TZDATA_ZONES
 from walkthroughs.errors import ConfigError
-from walkthroughs.kafka_properties import PROPERTIES
-from walkthroughs.redaction import HIDDEN, environment_secrets, is_secret_property, redact_uri
+from walkthroughs.runtime.kafka_properties import PROPERTIES
+from walkthroughs.runtime.redaction import (
+    HIDDEN,
+    environment_secrets,
+    is_secret_property,
+    redact_uri,
+)
+from walkthroughs.wire.codec import TZDATA_ZONES
 
 PREFIX = "WALKTHROUGHS_"
 KAFKA_PREFIX = PREFIX + "KAFKA_"

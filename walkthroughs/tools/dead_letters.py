@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -32,15 +32,10 @@ from google.protobuf.message import Message
 
 from walkthroughs._pb.walkthroughs.v1 import events_pb2 as pb
 from walkthroughs.errors import DecodeError
-from walkthroughs.framing import MAGIC, schema_id, unframe
-from walkthroughs.schema import Reason
+from walkthroughs.wire.dead_letter_headers import REDRIVE_COUNT, REDRIVE_ORIGIN, REDRIVEN_AT
+from walkthroughs.wire.framing import MAGIC, schema_id, unframe
+from walkthroughs.wire.schema import Reason
 
-REDRIVE_COUNT = "redrive_count"
-REDRIVE_ORIGIN = "redrive_origin"
-REDRIVEN_AT = "redriven_at"
-CARRIED_HEADERS = (REDRIVE_COUNT, REDRIVE_ORIGIN)
-"""Headers of an input record the service copies onto its dead letter."""
-_CARRIED_BYTES = 256  # a hostile producer's header is cut: these are short by construction
 OTHER = "other"  # the reason of an error header that names none of ``Reason``
 _REASONS = sorted((r.value for r in Reason), key=len, reverse=True)  # longest match first
 _SAMPLE_CHARS = 300
@@ -108,17 +103,6 @@ def reason_of(error: str) -> str:
 def known_reasons() -> list[str]:
     """Every value ``--reason`` accepts."""
     return [*(r.value for r in Reason), OTHER]
-
-
-def carried_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> list[tuple[str, bytes]]:
-    """The redrive headers of an input record, for its dead letter (cut to a safe size)."""
-    if not headers:
-        return []
-    return [
-        (name, (value or b"")[:_CARRIED_BYTES])
-        for name, value in headers
-        if name in CARRIED_HEADERS
-    ]
 
 
 @dataclass(frozen=True)

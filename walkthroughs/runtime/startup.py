@@ -21,10 +21,10 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from walkthroughs.config import Settings, did_you_mean, kafka_variable
 from walkthroughs.errors import ConfigError, StartupError
-from walkthroughs.kafka_logs import DISCARD, admin_client, with_log_relay
-from walkthroughs.redaction import scrub
+from walkthroughs.runtime.config import Settings, did_you_mean, kafka_variable
+from walkthroughs.runtime.kafka_logs import DISCARD, admin_client, with_log_relay
+from walkthroughs.runtime.redaction import scrub
 from walkthroughs.sinks.kafka import producer_config
 from walkthroughs.sources.kafka import consumer_config, list_partitions
 

@@ -132,7 +132,7 @@ def choose_names(routes: int = ROUTES, largest: int = 24, tries: int = 20_000) -
     """Names whose hash is their index modulo ``routes``, the most even over other counts.
 
     Picked one by one so that each worker count up to ``largest`` stays as even as the choice
-    allows. Run once (``python -m walkthroughs.routes``); the result is ``NAMES``.
+    allows. Run once (``python -m walkthroughs.utils.routes``); the result is ``NAMES``.
     """
     counts = {w: [0] * w for w in range(1, largest + 1)}
     names: list[str] = []
