@@ -1,10 +1,10 @@
 """The composition root: ``python -m bytewax.run dataflow`` imports this and runs ``flow``.
 
-Settings come from the ``WALKTHROUGHS_*`` environment (see README); a bad one stops the process
-here, at start-up, with a message naming it. SIGTERM (what Kubernetes sends) is turned into the
-interrupt Bytewax handles like Ctrl-C, and into a stop request that ends every sink's waiting
-(``walkthroughs.runtime.stopping``): workers stop, sinks are closed; the epoch in progress is not
-committed and is replayed on restart.
+Settings come from the ``WALKTHROUGHS_*`` environment (docs/configuration.md); a bad one stops
+the process here, at start-up, with a message naming it. SIGTERM (what Kubernetes sends) is
+turned into the interrupt Bytewax handles like Ctrl-C, and into a stop request that ends every
+sink's waiting (``walkthroughs.runtime.stopping``): workers stop, sinks are closed; the epoch in
+progress is not committed and is replayed on restart.
 """
 
 import os

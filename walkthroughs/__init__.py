@@ -5,7 +5,7 @@ The package reads like the data path:
 * ``wire``: the wire formats: records, decoding and validation, frames, erasure requests.
 * ``sources``: the Kafka input partitions, offsets kept in Bytewax recovery.
 * ``attribution``: the rule, early then exact, over per-customer state (pure logic).
-* ``dataflow``: the Bytewax wiring, and the parcels and routes that move between its steps.
+* ``dataflow``: the Bytewax wiring, and the parcels that move between its steps.
 * ``sinks``: Kafka (walkthroughs, dead letters) and MongoDB outputs.
 * ``runtime``: settings, start-up checks, health, metrics, logs, secrets, stopping.
 * ``utils``: small pure helpers (bounded caches, shared strings).

@@ -113,6 +113,13 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], str, int]] = [
         2,
     ),
     (
+        "typo of the Kafka address's setting, a command",
+        ("topics", "verify"),
+        {"WALKTHROUGHS_KAFKA_BOOTSTRAPP": "127.0.0.1:9092"},
+        "(did you mean WALKTHROUGHS_KAFKA_BOOTSTRAP?)",
+        2,
+    ),
+    (
         "typo of a Kafka client property",
         ("doctor",),
         {"WALKTHROUGHS_KAFKA_SASL_MECHANISMM": "PLAIN"},

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 
 import pytest
 from confluent_kafka import Consumer
 
-from walkthroughs.runtime.kafka_logs import DISCARD, MAX_KINDS, KafkaLogRelay, with_log_relay
+from walkthroughs.runtime.kafka_logs import (
+    DISCARD,
+    MAX_KINDS,
+    PUMP,
+    RELAY,
+    KafkaLogRelay,
+    LogPump,
+    with_log_relay,
+)
+from walkthroughs.sinks.kafka import CheckedProducer, producer_config
 
 REFUSED = "[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {ms}ms in state CONNECT)"  # noqa: E501
 
@@ -93,3 +104,46 @@ def test_a_client_given_the_relay_logs_through_it_only_when_polled() -> None:
         consumer.close()
     assert any("Connection refused" in line for line in seen), seen
     assert with_log_relay({"logger": DISCARD})["logger"] is DISCARD  # a chosen logger stays
+
+
+def test_the_pump_polls_what_it_holds_and_lets_go_of_what_is_dropped() -> None:
+    polls: list[float] = []
+
+    class Client:
+        def poll(self, timeout: float = 0) -> int:
+            polls.append(timeout)
+            return 0
+
+    class Owner:
+        pass
+
+    pump, owner = LogPump(), Owner()
+    pump.register(owner, Client())
+    pump.pump()
+    assert polls == [0]
+    del owner
+    gc.collect()
+    pump.pump()
+    assert polls == [0]  # the client went with its owner
+    assert len(pump._owners) == 0
+
+
+def test_an_idle_producer_is_pumped_so_its_log_is_served() -> None:
+    """A producer with nothing to write is never polled by its sink: the pump polls it."""
+    seen: list[str] = []
+
+    class Recorder:
+        def log(self, level: int, msg: str, *args: object) -> None:
+            seen.append(msg % args)
+
+    config = producer_config({"bootstrap.servers": "127.0.0.1:1"}, delivery_timeout_s=5)
+    assert config["logger"] is RELAY  # every producer of the service logs through the relay
+    idle = CheckedProducer({**config, "logger": Recorder()}, "t", timeout_s=5)
+    assert idle in PUMP._owners
+    connecting = threading.Event()  # never set: a wait that polls nothing
+    for _ in range(50):  # librdkafka tries to connect in the background; nothing is sent
+        PUMP.pump()
+        if seen:
+            break
+        connecting.wait(0.1)
+    assert any("Connection refused" in line for line in seen), seen

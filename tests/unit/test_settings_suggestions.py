@@ -27,6 +27,16 @@ def test_the_closest_setting_is_suggested(typo: str, meant: str) -> None:
     assert did_you_mean(typo) == f" (did you mean {meant}?)"
 
 
+def test_what_the_service_sets_or_only_c_can_set_is_never_suggested() -> None:
+    assert did_you_mean("WALKTHROUGHS_KAFKA_BOOTSTRAP_SERVER") == (
+        " (did you mean WALKTHROUGHS_KAFKA_BOOTSTRAP?)"  # not ..._BOOTSTRAP_SERVERS: reserved
+    )
+    assert "SSL__CA?" not in did_you_mean("WALKTHROUGHS_KAFKA_SSL_CA")  # ssl_ca: C only
+    for name in ("LOGGER", "ON__DELIVERY", "ERROR__CB", "GROUP_ID"):
+        with pytest.raises(ConfigError, match="which the service manages itself"):
+            Settings.from_env({f"WALKTHROUGHS_KAFKA_{name}": "x"})
+
+
 def test_nothing_close_points_to_the_list_instead() -> None:
     assert "docs/configuration.md" in did_you_mean("WALKTHROUGHS_COLOUR_OF_THE_SKY")
 
@@ -56,7 +66,7 @@ def test_the_installed_client_knows_every_property_we_may_suggest() -> None:
         try:
             Producer({name: "not-a-value", "logger": DISCARD})
         except KafkaException as exc:
-            if "No such configuration property" in str(exc):
+            if "No such configuration property" in str(exc) or "not settable" in str(exc):
                 unknown.append(name)
         except (TypeError, ValueError):
             pass  # known, with a value of another type

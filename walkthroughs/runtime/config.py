@@ -53,6 +53,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # Property names that the service sets itself; overriding them would break its guarantees.
 _RESERVED_KAFKA_PROPERTIES = {"bootstrap.servers", "group.id", "enable.auto.commit"}
+# confluent-kafka's own keys, Python objects the service sets (a string there breaks the client).
+_CLIENT_OBJECTS = {"logger", "error_cb", "stats_cb", "throttle_cb", "oauth_cb", "on_delivery"}
 _MAX_PORT = 65535
 # Kafka client properties the service itself relies on, with the range it can honour: our sinks
 # wait ``message.timeout.ms`` for acknowledgements, and librdkafka reads 0 as "forever".
@@ -507,8 +509,11 @@ def _kafka_extra(environ: Mapping[str, str]) -> dict[str, str]:
             )
             raise ConfigError(msg)
         prop = "_".join(part.replace("_", ".") for part in suffix.lower().split("__"))
-        if prop in _RESERVED_KAFKA_PROPERTIES:
-            msg = f"{name} sets {prop!r}, which the service manages itself"
+        if prop in _RESERVED_KAFKA_PROPERTIES or prop in _CLIENT_OBJECTS:
+            instead = (
+                " (WALKTHROUGHS_KAFKA_BOOTSTRAP sets it)" if prop == "bootstrap.servers" else ""
+            )
+            msg = f"{name} sets {prop!r}, which the service manages itself{instead}"
             raise ConfigError(msg)
         if prop in _KAFKA_INT_RANGES:
             _check_int_range(name, value, *_KAFKA_INT_RANGES[prop])
@@ -523,7 +528,8 @@ def did_you_mean(variable: str) -> str:
     ``WALKTHROUGHS_KAFKA_BOOTSTRAPP`` is a pass-through property to librdkafka, which refuses it,
     but what was meant is ``WALKTHROUGHS_KAFKA_BOOTSTRAP``.
     """
-    known = [*_PARSERS, *(kafka_variable(p) for p in PROPERTIES)]
+    settable = PROPERTIES - _RESERVED_KAFKA_PROPERTIES
+    known = [v for v in (*_PARSERS, *(kafka_variable(p) for p in settable)) if v != variable]
     found = difflib.get_close_matches(variable, known, n=1, cutoff=0.85)
     if found:
         return f" (did you mean {found[0]}?)"

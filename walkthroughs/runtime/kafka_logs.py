@@ -9,8 +9,11 @@ Given a ``logger`` in its settings (``with_log_relay``), confluent-kafka queues 
 hands each to the logger's ``log`` method from the thread that polls the client (``poll``,
 ``consume``, ``flush``). So a short-lived client that fails before it is polled logs nothing (its
 error is raised, and says it in one line), and a client kept for long must be polled, or its
-queue grows: our consumers and producers poll all the time, and the lag monitor polls its admin
-client at each measure.
+queue grows: the source's consumers poll all the time and the lag monitor polls its admin client
+at each measure, but a producer polls only when it has records to write, and with the broker
+down there are none. So the sinks' producers are also polled once a second by ``PUMP``, from a
+thread of its own (a producer may be polled from any thread: delivery reports land in the
+producer's failure list either way).
 
 ``KafkaLogRelay`` logs an event as ``kafka_client`` with its level, facility, client and text,
 and collapses repeats: the first event of a kind is logged at once; the next ones within
@@ -26,8 +29,9 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from confluent_kafka.admin import AdminClient
 
@@ -88,6 +92,44 @@ class _Discard:
 
 
 DISCARD = _Discard()
+
+
+class _Polled(Protocol):
+    def poll(self, timeout: float = ...) -> int: ...
+
+
+class LogPump:
+    """Polls registered clients every ``interval_s`` from a daemon thread: their log is served."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self._interval_s = interval_s
+        self._owners: weakref.WeakKeyDictionary[object, _Polled] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def register(self, owner: object, client: _Polled) -> None:
+        """Poll ``client`` for as long as ``owner`` lives (the pump keeps neither alive)."""
+        with self._lock:
+            self._owners[owner] = client
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kafka-logs", daemon=True)
+                self._thread.start()
+
+    def pump(self) -> None:
+        """Poll every registered client once."""
+        with self._lock:
+            clients = list(self._owners.values())
+        for client in clients:
+            client.poll(0)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._interval_s)
+            self.pump()
+
+
+PUMP = LogPump()
+"""The process's pump, for clients polled only when they have work (the sinks' producers)."""
 
 
 def with_log_relay(config: Mapping[str, object]) -> dict[str, object]:

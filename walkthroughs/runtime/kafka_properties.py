@@ -1,10 +1,10 @@
 """The names of librdkafka's configuration properties, to suggest one for a misspelt setting.
 
 ``WALKTHROUGHS_KAFKA_<PROPERTY>`` passes any property to the Kafka clients; when librdkafka
-rejects one as unknown, start-up names the closest of these (``config.closest``). Taken from
-librdkafka's ``CONFIGURATION.md`` (global and topic properties, without the callbacks set through
-its C API); ``tests/unit/test_settings_suggestions.py`` checks that the installed client knows
-every one.
+rejects one as unknown, start-up names the closest of these (``config.did_you_mean``). Taken from
+librdkafka's ``CONFIGURATION.md`` (global and topic properties, without those only C can set:
+callbacks and internal pointers); ``tests/unit/test_settings_suggestions.py`` checks that the
+installed client knows every one, and lets every one be set.
 """
 
 _NAMES = """
@@ -20,12 +20,12 @@ _NAMES = """
     fetch.error.backoff.ms fetch.max.bytes fetch.message.max.bytes fetch.min.bytes
     fetch.queue.backoff.ms fetch.wait.max.ms group.id group.instance.id group.protocol
     group.protocol.type group.remote.assignor heartbeat.interval.ms https.ca.location https.ca.pem
-    interceptors internal.termination.signal isolation.level linger.ms log.connection.close
-    log.queue log.thread.name log_level max.in.flight max.in.flight.requests.per.connection
+    internal.termination.signal isolation.level linger.ms log.connection.close log.queue
+    log.thread.name log_level max.in.flight max.in.flight.requests.per.connection
     max.partition.fetch.bytes max.poll.interval.ms max.poll.records message.copy.max.bytes
     message.max.bytes message.send.max.retries message.timeout.ms metadata.broker.list
     metadata.max.age.ms metadata.recovery.rebootstrap.trigger.ms metadata.recovery.strategy
-    msg_order_cmp offset.store.method offset.store.path offset.store.sync.interval.ms
+    offset.store.method offset.store.path offset.store.sync.interval.ms
     partition.assignment.strategy partitioner plugin.library.paths produce.offset.report
     queue.buffering.backpressure.threshold queue.buffering.max.kbytes queue.buffering.max.messages
     queue.buffering.max.ms queued.max.messages.kbytes queued.min.messages queuing.strategy
@@ -51,11 +51,11 @@ _NAMES = """
     ssl.ca.location ssl.ca.pem ssl.certificate.location ssl.certificate.pem ssl.cipher.suites
     ssl.crl.location ssl.curves.list ssl.endpoint.identification.algorithm ssl.engine.id
     ssl.engine.location ssl.key.location ssl.key.password ssl.key.pem ssl.keystore.location
-    ssl.keystore.password ssl.providers ssl.sigalgs.list ssl_ca ssl_certificate
-    ssl_engine_callback_data ssl_key statistics.interval.ms sticky.partitioning.linger.ms
-    topic.blacklist topic.metadata.propagation.max.ms topic.metadata.refresh.fast.cnt
-    topic.metadata.refresh.fast.interval.ms topic.metadata.refresh.interval.ms
-    topic.metadata.refresh.sparse transaction.timeout.ms transactional.id
+    ssl.keystore.password ssl.providers ssl.sigalgs.list statistics.interval.ms
+    sticky.partitioning.linger.ms topic.blacklist topic.metadata.propagation.max.ms
+    topic.metadata.refresh.fast.cnt topic.metadata.refresh.fast.interval.ms
+    topic.metadata.refresh.interval.ms topic.metadata.refresh.sparse transaction.timeout.ms
+    transactional.id
 """
 
 PROPERTIES = frozenset(_NAMES.split())

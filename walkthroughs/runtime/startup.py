@@ -37,7 +37,7 @@ _PROPERTY = re.compile(r'property:? "([^"]+)"')
 _PROBE_LOG_LEVEL = 4
 """librdkafka's warnings and errors only, for the short-lived clients of these checks: their
 teardown logs at info level ("Purging 1 unserved events from background queue"), which is noise
-on the one line a failed start-up prints. A ``WALKTHROUGHS_KAFKA_LOG_LEVEL`` still wins."""
+on the one line a failed start-up prints. A ``WALKTHROUGHS_KAFKA_LOG__LEVEL`` still wins."""
 
 
 def probe_config(kafka: Mapping[str, str]) -> dict[str, Any]:

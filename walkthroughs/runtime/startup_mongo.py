@@ -71,12 +71,19 @@ def mongo_failure(settings: Settings, exc: PyMongoError, *, startup: bool = Fals
         what = "the start-up checks" if startup else "the request"
         return f"{where}: MongoDB refused {what}: {_first_line(exc)}"
     shown = redact_uri(settings.mongo_uri)
+    # The driver's text names the cause (refused, DNS, TLS) before its topology dump: keep that.
+    cause = (
+        (scrub(str(exc)).splitlines() or [""])[0]
+        .split(" (configured timeouts")[0]
+        .split(", Timeout:")[0]
+    )
+    why = f"{type(exc).__name__}: {cause[:200]}" if cause else type(exc).__name__
     if not startup:
-        return f"cannot reach MongoDB at {shown} (WALKTHROUGHS_MONGO_URI): {type(exc).__name__}"
+        return f"cannot reach MongoDB at {shown} (WALKTHROUGHS_MONGO_URI): {why}"
     seconds = settings.startup_timeout.total_seconds()
     return (
         f"cannot reach MongoDB at {shown} within {seconds:.0f}s "
-        f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {type(exc).__name__}"
+        f"(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_STARTUP_TIMEOUT): {why}"
     )
 
 

@@ -33,7 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from walkthroughs.errors import SinkUnavailableError
 from walkthroughs.runtime import failpoints, metrics, stopping
-from walkthroughs.runtime.kafka_logs import with_log_relay
+from walkthroughs.runtime.kafka_logs import PUMP, with_log_relay
 from walkthroughs.wire.codec import WALKTHROUGH_INDEXES, encode_walkthrough
 from walkthroughs.wire.dead_letter_headers import carried_headers
 from walkthroughs.wire.framing import frame
@@ -176,6 +176,7 @@ class CheckedProducer:
         self.producer = Producer(
             {**config, "on_delivery": partial(_collect_failure, self._lock, self._failures)}
         )
+        PUMP.register(self, self.producer)  # its log is served while it has nothing to write
         self.topic = topic
         self.timeout_s = timeout_s
         limit = config.get("message.max.bytes")

@@ -118,6 +118,14 @@ _UNREACHABLE = frozenset(
 )
 
 
+_REFUSAL_SETTINGS = {  # what to check when the cluster answers but refuses
+    KafkaError._AUTHENTICATION: "WALKTHROUGHS_KAFKA_SASL_*",
+    KafkaError._SSL: "WALKTHROUGHS_KAFKA_SSL_*",
+    KafkaError.SASL_AUTHENTICATION_FAILED: "WALKTHROUGHS_KAFKA_SASL_*",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "the ACLs of WALKTHROUGHS_KAFKA_SASL_USERNAME",
+}
+
+
 def kafka_failure(
     kafka_config: Mapping[str, object], exc: KafkaException, timeout_s: float | None = None
 ) -> str:
@@ -129,7 +137,8 @@ def kafka_failure(
     error = exc.args[0] if exc.args else None
     text = error.str() if isinstance(error, KafkaError) else str(exc)
     if isinstance(error, KafkaError) and error.code() not in _UNREACHABLE:
-        return f"Kafka at {bootstrap} (WALKTHROUGHS_KAFKA_BOOTSTRAP) refused: {text}"
+        check = _REFUSAL_SETTINGS.get(error.code(), "WALKTHROUGHS_KAFKA_BOOTSTRAP")
+        return f"Kafka at {bootstrap} ({check}) refused: {text}"
     if timeout_s is None:
         return f"cannot reach Kafka at {bootstrap} (WALKTHROUGHS_KAFKA_BOOTSTRAP): {text}"
     return (

@@ -6,6 +6,7 @@ as the dataflow, so a command always talks to what the service uses. ``--help`` 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections import Counter
@@ -320,6 +321,9 @@ def _writable_file(ctx: click.Context, param: click.Parameter, value: Path | Non
     """A file we can write: its folder exists and takes files (checked before any work)."""
     if value is None:
         return None
+    if importlib.util.find_spec("matplotlib") is None:
+        msg = "needs matplotlib: pip install 'walkthroughs[plot]'"
+        raise click.BadParameter(msg, ctx, param)
     folder = value.parent
     if not folder.is_dir():
         msg = f"folder {str(folder)!r} does not exist"
@@ -333,7 +337,7 @@ def _writable_file(ctx: click.Context, param: click.Parameter, value: Path | Non
 @main.command()
 @click.option(
     "--days",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=3660),
     default=14,
     show_default=True,
     help="How many local dates: today's (UTC) and the days before it.",
@@ -387,17 +391,16 @@ def report(days: int, businesses: tuple[str, ...], plot: Path | None) -> None:
 def _why_empty(
     counts: pymongo.collection.Collection[dict[str, Any]], first: str, businesses: tuple[str, ...]
 ) -> str:
-    """What an empty report means: nothing at all, nothing that recent, or no such business."""
-    latest = counts.find_one({}, {"date": 1}, sort=[("date", pymongo.DESCENDING)])
-    if latest is None:
+    """What an empty report means: nothing at all, no such business, or nothing that recent."""
+    if counts.find_one({}, {"_id": 1}) is None:
         return (
             f"no daily counts in {counts.full_name}: has the dataflow run with MongoDB on "
             "(WALKTHROUGHS_MONGO_URI, WALKTHROUGHS_MONGO_DB)?"
         )
-    if businesses:
-        known = counts.distinct("business_id", {"business_id": {"$in": list(businesses)}})
-        if not known:
-            return f"no walkthroughs ever counted for business {', '.join(businesses)}"
+    which = {"business_id": {"$in": list(businesses)}} if businesses else {}
+    latest = counts.find_one(which, {"date": 1}, sort=[("date", pymongo.DESCENDING)])
+    if latest is None:
+        return f"no walkthroughs ever counted for business {', '.join(businesses)}"
     return f"no walkthroughs counted since {first}: the latest local date is {latest['date']}"
 
 

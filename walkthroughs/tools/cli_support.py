@@ -13,9 +13,10 @@ import pymongo
 from confluent_kafka import KafkaException
 from rich.console import Console
 
-from walkthroughs.errors import WalkthroughsError
+from walkthroughs.errors import ConfigError, WalkthroughsError
 from walkthroughs.runtime.config import Settings
 from walkthroughs.runtime.redaction import scrub
+from walkthroughs.runtime.startup import check_kafka_clients
 from walkthroughs.runtime.startup_mongo import mongo_failure
 from walkthroughs.sources.kafka import kafka_failure
 
@@ -43,6 +44,10 @@ def reports_errors(command: F) -> F:
             raise click.ClickException(scrub(str(exc))) from exc
         except KafkaException as exc:
             kafka = settings_from_env().kafka_config()
+            try:  # a WALKTHROUGHS_KAFKA_* setting the client refuses: named as start-up names it
+                check_kafka_clients(kafka)
+            except ConfigError as refused:
+                raise click.ClickException(scrub(str(refused))) from exc
             raise click.ClickException(scrub(kafka_failure(kafka, exc))) from exc
         except pymongo.errors.PyMongoError as exc:
             text = mongo_failure(settings_from_env(), exc)

@@ -52,7 +52,11 @@ def ensure_topics(
     not checked here: co-partitioning of the inputs is not required).
     """
     admin = admin_client(kafka_config)
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException:
+        admin.poll(0)  # what librdkafka logged of it (the cause) is shown
+        raise
     wanted = [
         NewTopic(
             name,
@@ -107,6 +111,7 @@ def describe_topics(
     try:
         meta = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
+        admin.poll(0)  # what librdkafka logged of it (the cause: refused, TLS, SASL) is shown
         raise WalkthroughsError(kafka_failure(kafka_config, exc)) from exc
     present = [n for n in names if n in meta.topics and meta.topics[n].error is None]
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
