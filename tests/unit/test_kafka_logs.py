@@ -18,7 +18,9 @@ from walkthroughs.runtime.kafka_logs import (
     LogPump,
     with_log_relay,
 )
+from walkthroughs.runtime.startup import probe_config
 from walkthroughs.sinks.kafka import CheckedProducer, producer_config
+from walkthroughs.sources.kafka import consumer_config
 
 REFUSED = "[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {ms}ms in state CONNECT)"  # noqa: E501
 
@@ -136,8 +138,10 @@ def test_an_idle_producer_is_pumped_so_its_log_is_served() -> None:
         def log(self, level: int, msg: str, *args: object) -> None:
             seen.append(msg % args)
 
-    config = producer_config({"bootstrap.servers": "127.0.0.1:1"}, delivery_timeout_s=5)
-    assert config["logger"] is RELAY  # every producer of the service logs through the relay
+    kafka = {"bootstrap.servers": "127.0.0.1:1"}
+    config = producer_config(kafka, delivery_timeout_s=5)
+    for made in (config, consumer_config(kafka), probe_config(kafka)):
+        assert made["logger"] is RELAY  # every client of the service logs through the relay
     idle = CheckedProducer({**config, "logger": Recorder()}, "t", timeout_s=5)
     assert idle in PUMP._owners
     connecting = threading.Event()  # never set: a wait that polls nothing

@@ -35,6 +35,7 @@ from typing import Any, Protocol, cast
 
 from confluent_kafka.admin import AdminClient
 
+_log = logging.getLogger(__name__)
 INTERVAL_S = 30.0
 MAX_KINDS = 256  # kinds remembered; the oldest is forgotten first (it is logged again if seen)
 _CHANGING = re.compile(r"\d+ms\b|, \d+ identical error\(s\) suppressed")
@@ -125,7 +126,10 @@ class LogPump:
     def _run(self) -> None:
         while True:
             time.sleep(self._interval_s)
-            self.pump()
+            try:
+                self.pump()
+            except Exception as exc:  # noqa: BLE001  # a callback's error: say it, keep pumping
+                _log.warning("kafka_log_pump_failed", extra={"fields": {"error": repr(exc)}})
 
 
 PUMP = LogPump()
